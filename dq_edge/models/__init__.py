@@ -1,0 +1,1 @@
+"""Pipeline stage 1+2 reference models in torch."""

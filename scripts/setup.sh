@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install dq-edge with its dev extras. torch==2.13.0 goes first so that pip
+# takes the local CPU wheel where one exists; elsewhere it falls back to PyPI's torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0 || pip install -q "torch>=2.4"
+pip install -q -e ".[dev]"
