@@ -1,0 +1,31 @@
+"""Pixel helpers shared by the loaders: RGBA -> RGB on white, square crop + resize."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def to_rgb_on_white(im: Image.Image) -> Image.Image:
+    """Composite transparency on a white background (emoji PNGs are RGBA)."""
+    if im.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def square_resize(im: Image.Image, size: int) -> Image.Image:
+    """Center-crop to a square, then resize (bicubic) to size x size; no-op when already right."""
+    w, h = im.size
+    if w != h:
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        im = im.crop((left, top, left + s, top + s))
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BICUBIC)
+    return im
+
+
+def pil_to_array(im: Image.Image) -> np.ndarray:
+    return np.asarray(im, dtype=np.uint8).copy()  # [H, W, 3]
