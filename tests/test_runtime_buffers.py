@@ -1,0 +1,58 @@
+"""OrtBackend bookkeeping: buffers allocated once, K/V rows land at row `step`, `hidden` is
+handed from the position step to the content step, no buffer moves across steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dq_edge.errors import InputError
+from dq_edge.runtime.ort_backend import OrtBackend
+from tests.runtime_fixtures import probe_dims, probe_step_graphs, random_ids  # noqa: F401 - fixture
+
+
+def _backend(files) -> OrtBackend:
+    dims, layout = probe_dims()
+    return OrtBackend(files, dims, layout, "fp32", max_batch=4, threads=1)
+
+
+def test_rows_written_at_step_and_addresses_stable(probe_step_graphs):
+    backend = _backend(probe_step_graphs)
+    rng = np.random.default_rng(0)
+    batch = 3
+    backend.begin(batch)
+    before = backend.buffer_addresses()
+    bufs = backend._buffers["transformer_position_step"]
+    expected_cache = np.zeros((batch, backend.dims.max_length), np.float32)  # value of row `step` per sample
+    for step in range(6):
+        content = random_ids(rng, batch, 8)
+        logits = backend.position_step(content, np.zeros(batch, np.int64), np.zeros(batch, np.int64), step)
+        # probe graph: logits = sum of past rows of layer 0 (H*D copies of each row value) + content
+        heads_x_dim = backend.dims.heads * backend.dims.head_dim
+        np.testing.assert_allclose(logits[:, 0], expected_cache.sum(axis=1) * heads_x_dim + content)
+        expected_cache[:, step] = content + step
+        np.testing.assert_array_equal(bufs["past_key.0"][:batch, 0, :, 0], expected_cache)
+        np.testing.assert_array_equal(bufs["past_value.0"][:batch, 1, :, -1], expected_cache)
+        content_logits = backend.content_step(np.zeros(batch, np.int64), np.zeros(batch, np.int64), step)
+        # the content probe is driven by the bound hidden state (= position logits over the width)
+        content_cache = backend._buffers["transformer_content_step"]["past_key.1"][:batch, 0, step, 0]
+        np.testing.assert_allclose(content_cache, logits[:, 0] * backend.dims.width + step)
+        assert content_logits.shape == (batch, backend.dims.content_vocab)
+        assert backend.buffer_addresses() == before
+    # rows beyond the last step stay zero; rows of samples beyond `batch` were never touched
+    assert not bufs["past_key.0"][:batch, :, 6:].any() and not bufs["past_key.0"][batch:].any()
+    times = backend.stage_times()
+    assert len(times["position_step"]) == 6 and len(times["content_step"]) == 6
+
+
+def test_begin_zeroes_caches_and_rejects_big_batch(probe_step_graphs):
+    backend = _backend(probe_step_graphs)
+    backend.begin(2)
+    backend.position_step(np.array([5, 6]), np.zeros(2, np.int64), np.zeros(2, np.int64), 0)
+    assert backend._buffers["transformer_position_step"]["past_key.0"].any()
+    backend.begin(2)
+    assert not backend._buffers["transformer_position_step"]["past_key.0"].any()
+    with pytest.raises(InputError, match="exported maximum"):
+        backend.begin(5)
+    with pytest.raises(InputError, match="outside the KV cache"):
+        backend.position_step(np.array([5, 6]), np.zeros(2, np.int64), np.zeros(2, np.int64), backend.dims.max_length)
