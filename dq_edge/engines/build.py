@@ -1,0 +1,143 @@
+"""Build TensorRT engines from a verified export: the TensorRT calls and nothing else.
+
+What to build (graphs, profiles, names, network typing) is decided in `dq_edge.engines.plan`;
+the folder's manifest is written by `dq_edge.engines.manifest`. Works with TensorRT 10.3
+(Jetson JetPack 6) and TensorRT 10.x / 11.x on x86: the network is strongly typed, so the
+precision comes from the tensor types of the ONNX file (fp16 tensors, explicit Q/DQ for int8).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from dq_edge.atomic import sha256_file, write_bytes
+from dq_edge.engines.manifest import engine_entry, make_manifest, reusable_engines, write_manifest
+from dq_edge.engines.plan import BuildOptions, ExportSource, GpuTarget, GraphPlan, make_plan, network_typing
+from dq_edge.engines_probe import gpu_unavailable_reason
+from dq_edge.errors import BackendUnavailableError, ConfigError, DQEdgeError
+
+ORT_CPU_HINT = "on this machine run `dq-edge run --engine EXPORT_DIR --backend ort-cpu` instead"
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    folder: Path
+    manifest: Path
+    built: dict[str, Path]  # graph -> plan file built now
+    kept: tuple[str, ...]  # graphs whose existing engines were kept (partial `--only` build)
+    target: GpuTarget
+    strongly_typed: bool
+
+
+def import_tensorrt() -> Any:
+    """TensorRT and a CUDA device, or one line naming what is missing and what to run instead."""
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailableError(f"cannot build TensorRT engines: {reason}", ORT_CPU_HINT)
+    return importlib.import_module("tensorrt")
+
+
+def current_target(trt: Any) -> GpuTarget:
+    from dq_edge.engines.device import open_device  # noqa: PLC0415 - needs cuda-python or pycuda
+
+    dev = open_device()
+    return GpuTarget(str(trt.__version__), dev.name, dev.compute_capability)
+
+
+def _logger(trt: Any) -> Any:
+    class CollectingLogger(trt.ILogger):
+        """Keeps warnings and errors so a failed build can say why in one line."""
+
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity <= trt.ILogger.Severity.WARNING:
+                self.messages.append(str(msg))
+
+    return CollectingLogger()
+
+
+def _parse(trt: Any, builder: Any, logger: Any, plan: GraphPlan, flags: int) -> Any:
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(plan.onnx_file)):
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise ConfigError(
+            f"TensorRT {trt.__version__} cannot parse {plan.onnx_file.name}: {errors or 'unknown error'}",
+            "run `dq-edge check EXPORT_DIR` for the TensorRT-readiness report",
+        )
+    names = {network.get_input(i).name for i in range(network.num_inputs)}
+    expected = {t.name for t in plan.spec.inputs}
+    if names != expected:
+        raise ConfigError(
+            f"{plan.onnx_file.name} has inputs {sorted(names)}, the graph spec says {sorted(expected)}",
+            "re-run `dq-edge export` with this dq-edge version",
+        )
+    return network, parser  # the parser must outlive the network's use
+
+
+def _config(trt: Any, builder: Any, options: BuildOptions, plan: GraphPlan, flag_names: tuple[str, ...], cache_blob: bytes) -> Any:
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
+    config.builder_optimization_level = options.opt_level
+    for name in flag_names:  # only on TensorRT without strongly typed networks
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in plan.profile.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(cache_blob)
+    config.set_timing_cache(cache, False)  # False: refuse a cache from another device / version
+    return config
+
+
+def build_engines(
+    source: ExportSource,
+    options: BuildOptions,
+    out: Path,
+    on_event: Callable[[str], None] = lambda _msg: None,
+) -> BuildReport:
+    trt = import_tensorrt()
+    target = current_target(trt)
+    typing = network_typing(target.tensorrt_version, hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"), options.precision)
+    plans = make_plan(source, options, target)
+    max_batch = options.max_batch or source.max_batch
+    flags = (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)) if typing.strongly_typed_flag else 0
+    cache_path = options.timing_cache
+    cache_blob = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    out.mkdir(parents=True, exist_ok=True)
+    built: dict[str, Path] = {}
+    entries: dict[str, dict] = {}
+    for plan in plans:
+        on_event(f"building {plan.engine_file} from {plan.onnx_file.name}")
+        network, _parser = _parse(trt, builder, logger, plan, flags)
+        config = _config(trt, builder, options, plan, typing.builder_flags, cache_blob)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            tail = " | ".join(logger.messages[-3:]) or "no message from TensorRT"
+            raise DQEdgeError(
+                f"TensorRT failed to build {plan.name}: {tail}",
+                "retry with a larger --workspace or a lower --opt-level; `dq-edge check EXPORT_DIR` lists unsupported ops",
+            )
+        path = out / plan.engine_file
+        write_bytes(path, bytes(serialized))
+        del serialized  # do not keep a host copy of the weights (matters on Jetson's shared DRAM)
+        cache_blob = bytes(config.get_timing_cache().serialize())
+        built[plan.name] = path
+        entries[plan.name] = engine_entry(plan, sha256_file(path))
+
+    if cache_path:
+        write_bytes(cache_path, cache_blob)
+    manifest = make_manifest(source, options, target, typing, max_batch, {})
+    kept = {g: e for g, e in reusable_engines(out, manifest).items() if g not in entries}
+    manifest["engines"] = {**kept, **entries}
+    path = write_manifest(out, manifest)
+    return BuildReport(out, path, built, tuple(kept), target, typing.strongly_typed)
