@@ -1,0 +1,42 @@
+"""`dq-edge export MODEL --out DIR`: ONNX graphs in fp32/fp16/int8 + manifest.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export(
+        model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
+        out: Path = typer.Option(..., "--out", help="Export folder to write (created atomically)."),
+        precision: str = typer.Option("fp32", "--precision", help="Comma-separated: fp32, fp16, int8."),
+        max_batch: int = typer.Option(8, "--max-batch", help="Largest batch the graphs (and engine profiles) accept."),
+        calib_images: Path = typer.Option(None, "--calib-images", help="int8: folder of calibration images of the model's size."),
+        calib_dataset: str = typer.Option(None, "--calib-dataset", help="int8: built-in dataset name (emoji64, fmnist) for calibration."),
+        calib_num: int = typer.Option(32, "--calib-num", help="int8: number of calibration images."),
+        opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17: LayerNormalization as one op)."),
+        exporter: str = typer.Option("legacy", "--exporter", help="torch.onnx exporter: legacy (TorchScript) or dynamo."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing, different export in --out."),
+    ) -> None:
+        """Export every graph (encoder, dgc, decoder, transformer steps, prefill) per precision."""
+        from rich.console import Console
+
+        from dq_edge.export.pipeline import ExportRequest, export_model
+        from dq_edge.errors import UsageError
+
+        if not model.exists():
+            raise UsageError(f"model folder {model} does not exist", "pass a folder written by `dq-edge train` or `dq-edge import-official`")
+        console = Console(stderr=True)
+        req = ExportRequest(
+            model=model, out=out, precisions=precision, max_batch=max_batch, opset=opset, exporter=exporter,
+            calib_images=calib_images, calib_dataset=calib_dataset, calib_num=calib_num, force=force,
+        )
+        with console.status("exporting") as status:
+            result = export_model(req, progress=lambda msg: status.update(msg))
+        manifest = result.manifest
+        files = sum(len(p["graphs"]) for p in manifest["precisions"].values())
+        state = "up to date" if result.up_to_date else f"exported in {result.seconds:.1f} s"
+        typer.echo(f"{out}: {state} ({files} graphs, precisions {', '.join(manifest['precisions'])}, max batch {manifest['max_batch']}, max length {manifest['max_length']})")
