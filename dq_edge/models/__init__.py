@@ -15,6 +15,12 @@ _LAZY = {
     "save_vae": "vae",
     "DQVAE": "vae",
     "VAEConfig": "vae_config",
+    # stage 2 (DQ-Transformer)
+    "load_transformer": "transformer",
+    "build_transformer": "transformer",
+    "save_transformer": "transformer",
+    "TransformerConfig": "transformer_config",
+    # `generate` is the submodule dq_edge.models.generate, which is callable: generate(tr, ...)
 }
 
 

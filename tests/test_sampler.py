@@ -1,0 +1,231 @@
+"""Sampling, masks and the shared loop (numpy fake backend + the torch reference backend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dq_edge.errors import InputError
+from dq_edge.models import generate  # the public API (a callable module)
+from dq_edge.models.kv_steps import transformer_dims
+from dq_edge.models.torch_backend import TorchBackend
+from dq_edge.models.transformer import build_transformer
+from dq_edge.runtime.loop import SamplingParams, generate_tokens
+from dq_edge.runtime.masks import PositionMasks
+from dq_edge.runtime.sampling import filtered_probs, make_rng, sample_ids
+from dq_edge.sequences import decode_batch, decode_tokens, encode_tokens, pad_sequences
+from dq_edge.tokens import TokenLayout
+
+UNCOND = TokenLayout(n_codes=8, coarse_hw=(2, 2), fine_hw=(4, 4))
+CLASS = TokenLayout(n_codes=8, coarse_hw=(2, 2), fine_hw=(4, 4), n_classes=3, null_class=True)
+
+
+# -- sampling ---------------------------------------------------------------------------------
+def test_top_k_top_p_and_mask():
+    logits = np.log(np.array([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]]))
+    allowed = np.ones((2, 4), dtype=bool)
+    p = filtered_probs(logits, allowed, 1.0, top_k=2, top_p=None)
+    np.testing.assert_allclose(p, [[4 / 7, 3 / 7, 0, 0], [0, 0, 3 / 7, 4 / 7]])
+    p = filtered_probs(logits, allowed, 1.0, top_k=None, top_p=0.65)  # 0.4 < 0.65 <= 0.7
+    np.testing.assert_allclose(p, [[4 / 7, 3 / 7, 0, 0], [0, 0, 3 / 7, 4 / 7]])
+    allowed[0, 0] = False
+    p = filtered_probs(logits, allowed, 1.0, top_k=1, top_p=None)
+    np.testing.assert_allclose(p[0], [0, 1, 0, 0])
+    # temperature -> 0 approaches greedy; a huge temperature flattens
+    p = filtered_probs(logits, np.ones((2, 4), bool), 100.0, None, None)
+    assert p.max() - p.min() < 0.01
+
+
+def test_draw_frequencies_and_seed():
+    logits = np.tile(np.log(np.array([[0.5, 0.3, 0.2, 1e-12]])), (20000, 1))
+    allowed = np.array([True, True, True, False])
+    ids = sample_ids(logits, allowed, make_rng(0))
+    freq = np.bincount(ids, minlength=4) / len(ids)
+    np.testing.assert_allclose(freq, [0.5, 0.3, 0.2, 0.0], atol=0.015)
+    np.testing.assert_array_equal(ids, sample_ids(logits, allowed, make_rng(0)))
+    assert not np.array_equal(ids, sample_ids(logits, allowed, make_rng(1)))
+    assert (sample_ids(logits, allowed, make_rng(0), greedy=True) == 0).all()
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(top_k=0), "top-k"),
+        (dict(top_k_pos=1.5), "top-k-pos"),
+        (dict(top_p=0.0), "top-p"),
+        (dict(top_p_pos=1.2), "top-p-pos"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(cfg_scale=float("nan")), "cfg-scale"),
+    ],
+)
+def test_impossible_params(kw, msg):
+    with pytest.raises(InputError, match=msg):
+        SamplingParams(**kw).validate()
+
+
+# -- masks --------------------------------------------------------------------------------------
+def _random_walk(layout, rng, fixed=False):
+    """Follow the masks with uniformly random legal choices; returns the token sequence."""
+    m = PositionMasks(layout, 1, layout.position_vocab(1), fixed)
+    content, position, segment = [layout.content_start()], [layout.position_start(0)], [0]
+    while not m.done[0]:
+        seg = int(m.next_segment()[0])
+        if m.phase[0] == 1:
+            pos = layout.position_start(1)
+        else:
+            choices = np.flatnonzero(m.allowed_positions()[0])
+            assert len(choices) > 0
+            pos = int(rng.choice(choices))
+        m.advance(np.array([pos]))
+        position.append(pos)
+        segment.append(seg)
+        grid = layout.grid_size(seg)
+        content.append(int(rng.integers(layout.n_codes)) if pos < grid else (layout.content_eos if pos == grid + 1 else layout.content_start()))
+    return np.array(content), np.array(position), np.array(segment)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_every_mask_walk_decodes(seed, fixed):
+    c, p, s = _random_walk(UNCOND, np.random.default_rng(seed), fixed)
+    grain, codes = decode_tokens(UNCOND, c, p, s)  # raises unless complete
+    assert len(c) <= UNCOND.max_length
+    if fixed:
+        ce = int(np.flatnonzero(p == UNCOND.position_eos(0))[0])
+        fine = p[ce + 2 : -1]
+        assert (np.diff(fine) > 0).all()
+
+
+def test_mask_rules():
+    L = UNCOND
+    m = PositionMasks(L, 2, L.position_vocab(1))
+    a = m.allowed_positions()
+    assert a[:, : L.n_coarse].all() and a[:, L.position_eos(0)].all()
+    assert a[:, L.n_coarse - 1].all()  # the last coarse region is allowed (no off-by-one)
+    assert not a[:, [L.position_pad(0), L.position_start(0)]].any()
+    m.advance(np.array([3, L.position_eos(0)]))
+    a = m.allowed_positions()
+    assert not a[0, 3] and a[0, :3].all()
+    assert not a[1].any()  # fine start is forced, not sampled
+    with pytest.raises(InputError, match="fine start"):
+        m.advance(np.array([0, 5]), np.array([False, True]))
+    m.advance(np.array([0, L.position_start(1)]), np.array([False, True]))
+    a = m.allowed_positions()
+    assert a[1, : L.n_fine].all() and not a[1, L.position_eos(1)]  # EOS illegal until covered
+    with pytest.raises(InputError, match="not legal"):
+        m.advance(np.array([3, 3]))  # coarse 3 again
+
+
+# -- loop on a fake backend ------------------------------------------------------------------------
+class FakeBackend:
+    """Random but deterministic logits; records the rows it was called with."""
+
+    name, precision = "fake", "fp32"
+
+    def __init__(self, layout, max_batch=8):
+        from types import SimpleNamespace
+
+        self.layout, self.max_batch = layout, max_batch
+        self.dims = SimpleNamespace(position_vocab=layout.position_vocab(1), content_vocab=layout.content_vocab)
+        self.calls = []
+
+    def begin(self, batch):
+        self.batch = batch
+
+    def _logits(self, v, *keys):
+        rng = np.random.default_rng(abs(hash(tuple(int(k) for k in keys))) % 2**32)
+        return rng.normal(size=(self.batch, v)).astype(np.float32) * 3
+
+    def position_step(self, content, position, segment, step):
+        assert content.shape == (self.batch,)
+        self.calls.append(("p", step))
+        return self._logits(self.dims.position_vocab, step, *content, *position)
+
+    def content_step(self, next_position, next_segment, step):
+        self.calls.append(("c", step))
+        return self._logits(self.dims.content_vocab, step, 7, *next_position)
+
+    def prefill(self, content, position, segment):
+        self.calls.append(("prefill", content.shape[1]))
+        return self._logits(self.dims.position_vocab, content.shape[1], 9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.booleans(), st.sampled_from([None, 1.0, 3.0]))
+def test_loop_sequences_always_decode(seed, B, fixed, cfg):
+    be = FakeBackend(CLASS)
+    classes = list(np.random.default_rng(seed).integers(0, 3, B))
+    params = SamplingParams(seed=seed, cfg_scale=cfg, fixed_fine_positions=fixed, top_k=3, top_p_pos=0.9)
+    tb = generate_tokens(be, CLASS, B, classes, params)
+    assert be.batch == B * (1 if cfg is None else 2)
+    grain, codes = decode_batch(CLASS, tb)
+    for i in range(B):
+        c, p, s = encode_tokens(CLASS, grain[i], codes[i], classes[i])
+        got = tb.sample(i)
+        # the same tokens as the canonical (raster) encoding, up to the order inside each stream
+        assert sorted(zip(*got)) == sorted(zip(c, p, s))
+        np.testing.assert_array_equal(got[2], s)
+        if fixed:
+            ce = int(np.flatnonzero(p == CLASS.position_eos(0))[0])
+            np.testing.assert_array_equal(got[1][ce + 1 :], p[ce + 1 :])
+    again = generate_tokens(FakeBackend(CLASS), CLASS, B, classes, params)
+    np.testing.assert_array_equal(again.content, tb.content)
+
+
+def test_loop_errors():
+    be = FakeBackend(CLASS, max_batch=4)
+    with pytest.raises(InputError, match="out of range"):
+        generate_tokens(be, CLASS, 1, [3])
+    with pytest.raises(InputError, match="class-conditional"):
+        generate_tokens(be, CLASS, 1, None)
+    with pytest.raises(InputError, match="maximum batch"):
+        generate_tokens(be, CLASS, 3, [0, 1, 2], SamplingParams(cfg_scale=2.0))
+    with pytest.raises(InputError, match="null class"):
+        generate_tokens(FakeBackend(UNCOND), UNCOND, 1, None, SamplingParams(cfg_scale=2.0))
+    with pytest.raises(InputError, match="unconditional"):
+        generate_tokens(FakeBackend(UNCOND), UNCOND, 1, [0])
+
+
+# -- torch reference backend ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tr_class():
+    return build_transformer("tiny", CLASS, seed=0)
+
+
+def test_generate_torch_same_seed_same_tokens(tr_class):
+    a = generate(tr_class, 3, classes=[0, 1, 2], seed=5, top_k=4)
+    b = generate(tr_class, 3, classes=[0, 1, 2], seed=5, top_k=4)
+    c = generate(tr_class, 3, classes=[0, 1, 2], seed=6, top_k=4)
+    assert torch.equal(a.content, b.content) and torch.equal(a.position, b.position)
+    assert not torch.equal(a.content, c.content) or not torch.equal(a.position, c.position)
+    assert a.grain.shape == (3, 2, 2) and a.codes.shape == (3, 4, 4)
+    assert (a.content[:, 0] == torch.tensor([CLASS.content_start(c) for c in range(3)])).all()
+    g = generate(tr_class, 2, classes=1, cfg_scale=2.0, greedy=True)
+    assert g.lengths.min() >= 8
+
+
+def test_prefix_continues_greedy_generation_exactly(tr_class):
+    """Greedy generation is a fixed point: feeding its own first k tokens as a prefix (prefill +
+    forced steps for longer prefixes) must reproduce the same sequences."""
+    full = generate(tr_class, 3, classes=[2, 0, 1], greedy=True)
+    seqs = [full.tokens.sample(i) for i in range(3)]
+    keep = [3, 5, int(full.lengths[2]) - 1]  # different lengths: prefill to 3, then forced tokens
+    prefix = pad_sequences(CLASS, [tuple(a[:k] for a in s) for s, k in zip(seqs, keep)])
+    be = TorchBackend(tr_class, max_batch=3)
+    again = generate_tokens(be, CLASS, 3, [2, 0, 1], SamplingParams(greedy=True), prefix=prefix)
+    np.testing.assert_array_equal(again.content, full.tokens.content)
+    np.testing.assert_array_equal(again.position, full.tokens.position)
+    assert len(be.stage_times()["prefill"]) == 1
+    bad = pad_sequences(CLASS, [tuple(a[:4] for a in seqs[0])] * 3)
+    with pytest.raises(InputError, match="start token"):
+        generate_tokens(be, CLASS, 3, [1, 1, 1], SamplingParams(), prefix=bad)
+
+
+def test_torch_backend_dims(tr_class):
+    be = TorchBackend(tr_class, max_batch=2)
+    assert {k: getattr(be.dims, k) for k in transformer_dims(tr_class)} == transformer_dims(tr_class)
+    with pytest.raises(InputError, match="no VAE"):
+        be.decode(np.zeros((1, 4, 4), np.int64))
