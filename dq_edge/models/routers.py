@@ -142,7 +142,7 @@ class EntropyRouter(nn.Module):
                 "load a model folder with thresholds.json or set them with set_thresholds()",
             )
         fine = self.entropy(image) > self.threshold  # [B, Hc, Wc]
-        return torch.stack([~fine, fine], dim=-1).to(h_coarse.dtype)  # one-hot logits [B,Hc,Wc,2]
+        return torch.stack([~fine, fine], dim=-1).to(image.dtype)  # one-hot logits [B,Hc,Wc,2]
 
 
 def build_router(cfg: VAEConfig, thresholds: dict[str, float] | None = None) -> nn.Module:
