@@ -299,3 +299,20 @@ class FakeLoader:
         ctx = FakeContext(engine, self.device, self.compute)
         self.contexts[engine.spec.name] = ctx
         return ctx
+
+
+def probe_export(folder: Path, max_batch: int = 4) -> Path:
+    """A real export folder (H3's manifest) holding H4's hand-written ONNX step graphs."""
+    from dq_edge.export.manifest import build_manifest
+    from dq_edge.export.manifest import write_manifest as write_export_manifest
+    from tests.runtime_fixtures import probe_dims, write_probe_step_graphs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = write_probe_step_graphs(folder, max_batch)
+    dims, layout = probe_dims()
+    manifest = build_manifest(
+        dims=dims, layout=layout, max_batch=max_batch, opset=17, model_hash="test", model_path="test",
+        options={}, calibration=None, folder=folder, graphs={"fp32": {g: {} for g in files}},
+    )
+    write_export_manifest(folder, manifest)
+    return folder

@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 from dq_edge.atomic import sha256_file, write_bytes
 from dq_edge.engines.manifest import engine_entry, make_manifest, reusable_engines, write_manifest
-from dq_edge.engines.plan import BuildOptions, ExportSource, GpuTarget, GraphPlan, make_plan, network_typing
+from dq_edge.engines.plan import BuildOptions, ExportSource, GpuTarget, GraphPlan, check_request, make_plan, network_typing
 from dq_edge.engines_probe import gpu_unavailable_reason
 from dq_edge.errors import BackendUnavailableError, ConfigError, DQEdgeError
 
-ORT_CPU_HINT = "on this machine run `dq-edge run --engine EXPORT_DIR --backend ort-cpu` instead"
+ORT_CPU_HINT = "on this machine run `dq-edge run --engine {export} --backend ort-cpu` instead"
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,11 @@ class BuildReport:
     strongly_typed: bool
 
 
-def import_tensorrt() -> Any:
+def import_tensorrt(export_folder: Path | str = "EXPORT_DIR") -> Any:
     """TensorRT and a CUDA device, or one line naming what is missing and what to run instead."""
     reason = gpu_unavailable_reason()
     if reason is not None:
-        raise BackendUnavailableError(f"cannot build TensorRT engines: {reason}", ORT_CPU_HINT)
+        raise BackendUnavailableError(f"cannot build TensorRT engines: {reason}", ORT_CPU_HINT.format(export=export_folder))
     return importlib.import_module("tensorrt")
 
 
@@ -102,12 +102,12 @@ def build_engines(
     out: Path,
     on_event: Callable[[str], None] = lambda _msg: None,
 ) -> BuildReport:
-    trt = import_tensorrt()
+    max_batch, _ = check_request(source, options)  # bad flags fail before the TensorRT check
+    trt = import_tensorrt(source.folder)
     target = current_target(trt)
     typing = network_typing(target.tensorrt_version, hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"), options.precision)
     plans = make_plan(source, options, target)
-    max_batch = options.max_batch or source.max_batch
-    flags = (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)) if typing.strongly_typed_flag else 0
+    flags = (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)) if typing.creation_flag else 0
     cache_path = options.timing_cache
     cache_blob = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
 

@@ -108,12 +108,9 @@ class GraphPlan:
 class NetworkTyping:
     """How the network is created for a TensorRT version (see `network_typing`)."""
 
-    strongly_typed_flag: bool  # pass NetworkDefinitionCreationFlag.STRONGLY_TYPED
-    builder_flags: tuple[str, ...]  # BuilderFlag names to set (fallback only)
-
-    @property
-    def strongly_typed(self) -> bool:
-        return self.strongly_typed_flag or not self.builder_flags
+    strongly_typed: bool  # precision comes from the ONNX tensor types
+    creation_flag: bool  # pass NetworkDefinitionCreationFlag.STRONGLY_TYPED to create_network
+    builder_flags: tuple[str, ...] = ()  # BuilderFlag names to set (weakly typed fallback only)
 
 
 def parse_only(text: str | None) -> tuple[str, ...]:
@@ -143,11 +140,11 @@ def network_typing(tensorrt_version: str, has_strongly_typed_flag: bool, precisi
     """
     major = int(tensorrt_version.split(".")[0])
     if major >= 11:
-        return NetworkTyping(False, ())
+        return NetworkTyping(strongly_typed=True, creation_flag=False)
     if has_strongly_typed_flag:
-        return NetworkTyping(True, ())
+        return NetworkTyping(strongly_typed=True, creation_flag=True)
     fallback = {"fp32": (), "fp16": ("FP16",), "int8": ("FP16", "INT8")}[precision]
-    return NetworkTyping(False, fallback)
+    return NetworkTyping(strongly_typed=False, creation_flag=False, builder_flags=fallback)
 
 
 def profile_for(spec: GraphSpec) -> Profile:
@@ -173,16 +170,21 @@ def choose_graphs(available: tuple[str, ...] | list[str], only: tuple[str, ...],
     return tuple(g for g in GRAPH_NAMES if g in only)
 
 
-def make_plan(source: ExportSource, options: BuildOptions, target: GpuTarget) -> list[GraphPlan]:
-    """One GraphPlan per graph to build, with profiles for the requested max batch."""
+def check_request(source: ExportSource, options: BuildOptions) -> tuple[int, tuple[str, ...]]:
+    """(max batch, graphs) of a build request, validated against the export before any TensorRT call."""
     max_batch = options.max_batch or source.max_batch
     if max_batch > source.max_batch:
         raise UsageError(
             f"--max-batch {max_batch} exceeds the export's max batch {source.max_batch}",
             f"re-run `dq-edge export ... --max-batch {max_batch}` or pass --max-batch <= {source.max_batch}",
         )
+    return max_batch, choose_graphs(tuple(source.onnx_files), options.only, options.precision)
+
+
+def make_plan(source: ExportSource, options: BuildOptions, target: GpuTarget) -> list[GraphPlan]:
+    """One GraphPlan per graph to build, with profiles for the requested max batch."""
+    max_batch, graphs = check_request(source, options)
     specs = graph_specs(source.dims, options.precision, max_batch)
-    graphs = choose_graphs(tuple(source.onnx_files), options.only, options.precision)
     return [
         GraphPlan(
             name=g,

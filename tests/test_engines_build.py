@@ -1,0 +1,201 @@
+"""`build_engines` against a fake `tensorrt` module that records the builder calls.
+
+Proves which TensorRT calls the builder makes (network flags per TensorRT version, profiles from
+the specs, workspace, opt level, timing cache round trip, file names, manifest, `--only` merge,
+failure handling). Whether real TensorRT accepts them is checked by tests/test_engines_gpu.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import onnx
+import pytest
+
+from dq_edge.engines import build as build_mod
+from dq_edge.engines.manifest import read_manifest, verify_engine_files
+from dq_edge.engines.plan import BuildOptions, export_source, profile_for
+from dq_edge.errors import ConfigError, DQEdgeError
+from dq_edge.graph_io import graph_specs
+from tests.engines_fakes import TARGET, probe_export
+
+POS, CON = "transformer_position_step", "transformer_content_step"
+
+
+def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None):
+    log = [] if log is None else log
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+
+    class Severity:
+        ERROR, WARNING, INFO = 1, 2, 3
+
+    class ILogger:
+        def __init__(self):
+            pass
+
+    ILogger.Severity = Severity
+    trt.ILogger = ILogger
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(**({"STRONGLY_TYPED": 1} if strongly_typed_flag else {}))
+    trt.BuilderFlag = types.SimpleNamespace(**({} if version.startswith("11") else {"FP16": 0, "INT8": 1}))
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+
+    class Network:
+        def __init__(self, flags):
+            self.flags, self.inputs = flags, []
+            log.append(("create_network", flags))
+
+        @property
+        def num_inputs(self):
+            return len(self.inputs)
+
+        def get_input(self, i):
+            return types.SimpleNamespace(name=self.inputs[i])
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network, self.num_errors = network, 0
+
+        def parse_from_file(self, path):
+            model = onnx.load(path)
+            self.network.inputs = [i.name for i in model.graph.input]
+            self.network.onnx = Path(path).name
+            return True
+
+    class Cache:
+        def __init__(self, blob):
+            self.blob = blob
+
+        def serialize(self):
+            return self.blob + b"+"
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles, self.cache = [], [], None
+
+        def set_memory_pool_limit(self, pool, size):
+            log.append(("workspace", pool, size))
+
+        def set_flag(self, flag):
+            self.flags.append(flag)
+            log.append(("set_flag", flag))
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+
+        def create_timing_cache(self, blob):
+            log.append(("create_timing_cache", bytes(blob)))
+            return Cache(bytes(blob))
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Profile(dict):
+        def set_shape(self, name, lo, opt, hi):
+            self[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags):
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            log.append(("build", network.onnx, config.builder_optimization_level, dict(config.profiles[0]), list(config.flags)))
+            if fail:
+                self.logger.log(Severity.ERROR, "out of workspace")
+                return None
+            return memoryview(f"engine<{network.onnx}>".encode())
+
+    trt.OnnxParser, trt.Builder = OnnxParser, Builder
+    return trt, log
+
+
+@pytest.fixture
+def export(tmp_path):
+    return export_source(probe_export(tmp_path / "export"), "fp32")
+
+
+def run_build(monkeypatch, export, out, version="10.3.0.30", **kw):
+    trt, log = fake_tensorrt(version, **{k: kw.pop(k) for k in ("strongly_typed_flag", "fail") if k in kw})
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(build_mod, "gpu_unavailable_reason", lambda: None)
+    monkeypatch.setattr(build_mod, "current_target", lambda _trt: type(TARGET)(version, TARGET.gpu_name, TARGET.compute_capability))
+    return build_mod.build_engines(export, BuildOptions(precision="fp32", **kw), out), log
+
+
+def test_strongly_typed_build_on_tensorrt_10(monkeypatch, export, tmp_path):
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"old")
+    report, log = run_build(monkeypatch, export, tmp_path / "engines", workspace_gib=0.5, opt_level=4, timing_cache=cache)
+    assert [e for e in log if e[0] == "create_network"] == [("create_network", 1 << 1)] * 2
+    assert ("workspace", "workspace", 1 << 29) in log and not any(e[0] == "set_flag" for e in log)
+    builds = [e for e in log if e[0] == "build"]
+    specs = graph_specs(export.dims, "fp32", export.max_batch)
+    assert [b[1] for b in builds] == [f"{POS}.fp32.onnx", f"{CON}.fp32.onnx"]
+    assert builds[0][2] == 4 and builds[0][3] == profile_for(specs[POS]) and "step" not in builds[0][3]
+    assert builds[0][3]["past_key.0"] == ((1, 2, 20, 4), (4, 2, 20, 4), (4, 2, 20, 4))
+    # the timing cache is read, threaded through both builds, and written back
+    assert [e[1] for e in log if e[0] == "create_timing_cache"] == [b"old", b"old+"]
+    assert cache.read_bytes() == b"old++"
+    manifest = read_manifest(tmp_path / "engines")
+    assert manifest.raw["network"] == {"strongly_typed": True, "builder_flags": []}
+    assert manifest.engines[POS]["file"] == f"{POS}.fp32.trt10.3.sm87.plan"
+    assert manifest.engines[POS]["onnx_sha256"] == export.onnx_sha256[POS]
+    verify_engine_files(manifest, [POS, CON])
+    assert (tmp_path / "engines" / manifest.engines[CON]["file"]).read_bytes() == f"engine<{CON}.fp32.onnx>".encode()
+    assert report.built.keys() == {POS, CON} and report.kept == ()
+
+
+def test_tensorrt_11_sets_no_flags(monkeypatch, export, tmp_path):
+    _, log = run_build(monkeypatch, export, tmp_path / "engines", version="11.0.0.5")
+    assert {e[1] for e in log if e[0] == "create_network"} == {0}
+    assert read_manifest(tmp_path / "engines").engines[POS]["file"].endswith(".trt11.0.sm87.plan")
+
+
+def test_only_rebuilds_one_graph_and_keeps_the_rest(monkeypatch, export, tmp_path):
+    out = tmp_path / "engines"
+    run_build(monkeypatch, export, out)
+    before = read_manifest(out).engines[CON]
+    report, log = run_build(monkeypatch, export, out, only=(POS,))
+    assert [e[1] for e in log if e[0] == "build"] == [f"{POS}.fp32.onnx"]
+    assert report.kept == (CON,) and read_manifest(out).engines[CON] == before
+
+
+def test_failed_build_names_the_cause_and_writes_no_manifest(monkeypatch, export, tmp_path):
+    with pytest.raises(DQEdgeError, match="out of workspace") as info:
+        run_build(monkeypatch, export, tmp_path / "engines", fail=True)
+    assert "--workspace" in info.value.hint
+    assert not (tmp_path / "engines" / "manifest.json").exists()
+    assert not list((tmp_path / "engines").glob("*.plan"))
+
+
+def test_inputs_that_differ_from_the_spec_are_refused(monkeypatch, export, tmp_path):
+    model = onnx.load(export.onnx_files[POS])
+    model.graph.input[0].name = "tokens"
+    for node in model.graph.node:
+        node.input[:] = ["tokens" if i == "content" else i for i in node.input]
+    onnx.save(model, export.onnx_files[POS])
+    with pytest.raises(ConfigError, match="the graph spec says"):
+        run_build(monkeypatch, export, tmp_path / "engines")
+
+
+def test_without_tensorrt_one_line_names_the_cpu_path(export, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_mod, "gpu_unavailable_reason", lambda: "TensorRT is not installed")
+    with pytest.raises(DQEdgeError) as info:
+        build_mod.build_engines(export, BuildOptions(precision="fp32"), tmp_path / "engines")
+    assert "TensorRT is not installed" in info.value.message
+    assert f"dq-edge run --engine {export.folder} --backend ort-cpu" in info.value.hint
+    assert not (tmp_path / "engines").exists()
