@@ -316,3 +316,38 @@ def probe_export(folder: Path, max_batch: int = 4) -> Path:
     )
     write_export_manifest(folder, manifest)
     return folder
+
+
+def ort_compute(files: dict[str, Path]) -> Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Fake engines that run the export's real ONNX graphs with ONNX Runtime (CPU)."""
+    import onnxruntime as ort
+
+    sessions = {g: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for g, p in files.items()}
+
+    def compute(graph: str, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sess = sessions[graph]
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, x)))
+
+    return compute
+
+
+class Recorder:
+    """Wraps a backend and keeps every logits array it returns (to compare two backends step by step)."""
+
+    def __init__(self, backend: Any):
+        self._b, self.logits = backend, []
+        self.name, self.precision, self.max_batch = backend.name, backend.precision, backend.max_batch
+        self.dims, self.layout = backend.dims, backend.layout
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._b, name)
+        if name not in ("position_step", "content_step", "prefill"):
+            return fn
+
+        def wrapped(*args: Any) -> np.ndarray:
+            out = fn(*args)
+            self.logits.append((name, out.copy()))
+            return out
+
+        return wrapped

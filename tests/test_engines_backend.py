@@ -206,3 +206,28 @@ def test_refuses_wrong_precision_request(tmp_path):
     dev = FakeDevice()
     with pytest.raises(ConfigError, match="fp32 engines, not fp16"):
         TrtBackend(tmp_path / "engines", "fp16", device=dev, loader=FakeLoader(dev, {}))
+
+
+def test_shared_loop_drives_trt_backend_like_the_ort_backend(tmp_path):
+    """The one loop (dq_edge.runtime.loop) on TrtBackend (fake device, engines = the real ONNX step
+    graphs run by ONNX Runtime) and on OrtBackend: same logits at every step, same tokens."""
+    from dq_edge.engines.plan import export_source
+    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.runtime.ort_backend import OrtBackend
+    from tests.engines_fakes import Recorder, ort_compute, probe_export
+
+    source = export_source(probe_export(tmp_path / "export"), "fp32")
+    folder = fake_engine_folder(tmp_path / "engines", source)
+    dev = FakeDevice()
+    loader = FakeLoader(dev, graph_specs(source.dims, "fp32", 4), compute=ort_compute(source.onnx_files))
+    trt = Recorder(TrtBackend(folder, device=dev, loader=loader))
+    ort_backend = Recorder(OrtBackend(source.onnx_files, source.dims, source.layout, "fp32", 4))
+    params = SamplingParams(seed=5)
+    a = generate_tokens(trt, source.layout, 3, params=params)
+    b = generate_tokens(ort_backend, source.layout, 3, params=params)
+    assert len(trt.logits) == len(ort_backend.logits) > 10
+    for (name_a, la), (name_b, lb) in zip(trt.logits, ort_backend.logits):
+        assert name_a == name_b
+        np.testing.assert_allclose(la, lb, rtol=1e-6)
+    for field in ("content", "position", "segment"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))

@@ -1,0 +1,91 @@
+"""GPU tests of the engine path: real TensorRT builds, the native backend vs ONNX Runtime, CUDA
+graphs, the cuda-python device layer. Marked `gpu`: they skip (with the reason) unless TensorRT
+and a CUDA device are present. On an RTX 3090 or a Jetson: `pytest -m gpu tests/test_engines_gpu.py`.
+
+The graphs are H4's hand-written ONNX step graphs (tests/runtime_fixtures.py) and, when the
+session has it, the exported `tiny` model (all six graphs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dq_edge.engines.plan import BuildOptions, export_source
+from tests.engines_fakes import Recorder, probe_export
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    from dq_edge.engines.build import build_engines
+
+    tmp = tmp_path_factory.mktemp("gpu")
+    source = export_source(probe_export(tmp / "export"), "fp32")
+    report = build_engines(source, BuildOptions("fp32", timing_cache=tmp / "timing.cache"), tmp / "engines")
+    return source, report
+
+
+def test_build_writes_plans_manifest_and_timing_cache(engines):
+    from dq_edge.engines.build import current_target, import_tensorrt
+    from dq_edge.engines.manifest import check_target, read_manifest, verify_engine_files
+
+    source, report = engines
+    manifest = read_manifest(report.folder)
+    assert check_target(manifest, current_target(import_tensorrt())) == []
+    verify_engine_files(manifest, list(source.onnx_files))
+    assert report.strongly_typed and (report.folder.parent / "timing.cache").stat().st_size > 0
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_trt_backend_matches_ort_through_the_loop(engines, cuda_graph):
+    from dq_edge.engines.trt_backend import TrtBackend
+    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.runtime.ort_backend import OrtBackend
+
+    source, report = engines
+    trt = Recorder(TrtBackend(report.folder, cuda_graph=cuda_graph))
+    ort_backend = Recorder(OrtBackend(source.onnx_files, source.dims, source.layout, "fp32", source.max_batch))
+    for batch in (3, 3, 1):  # repeated batch reuses captured graphs; a new batch recaptures
+        params = SamplingParams(seed=batch)
+        a = generate_tokens(trt, source.layout, batch, params=params)
+        b = generate_tokens(ort_backend, source.layout, batch, params=params)
+        np.testing.assert_array_equal(a.position, b.position)
+        np.testing.assert_array_equal(a.content, b.content)
+    for (name_a, la), (name_b, lb) in zip(trt.logits, ort_backend.logits):
+        assert name_a == name_b
+        np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-4)
+    times = trt.stage_times()
+    assert len(times["position_step"]) == sum(1 for n, _ in trt.logits if n == "position_step")
+    assert all(t > 0 for t in times["position_step"])
+
+
+def test_compare_cli_passes(engines, capsys):
+    from dq_edge.cli.main import main
+
+    source, report = engines
+    assert main(["compare", str(source.folder), "--engine", str(report.folder)]) == 0
+    assert "match within the fp32 tolerances" in " ".join(capsys.readouterr().out.split())
+
+
+def test_cuda_device_pitched_row_copy():
+    from dq_edge.engines.device import CudaDevice
+
+    dev = CudaDevice()
+    stream = dev.create_stream()
+    B, H, L, D = 2, 3, 5, 4
+    cache = dev.alloc(B * H * L * D * 4)
+    rows = dev.alloc(B * H * D * 4)
+    dev.memset(cache, 0, B * H * L * D * 4, stream)
+    new = np.arange(B * H * D, dtype=np.float32).reshape(B, H, 1, D) + 1
+    dev.h2d(rows, new, stream)
+    dev.copy_2d(cache + 3 * D * 4, L * D * 4, rows, D * 4, D * 4, B * H, stream)  # row step=3
+    out = dev.alloc_host((B, H, L, D), np.float32)
+    dev.d2h(out.array, cache, stream)
+    dev.synchronize(stream)
+    np.testing.assert_array_equal(out.array[:, :, 3:4], new)
+    assert not out.array[:, :, :3].any() and not out.array[:, :, 4:].any()
+    dev.free(cache)
+    dev.free(rows)
+    dev.free_host(out)
