@@ -72,7 +72,12 @@ def region_entropy(image: torch.Tensor, patch: int, bins: torch.Tensor, sigma: f
     kernel = torch.exp(-0.5 * (residuals / torch.tensor(sigma, dtype=image.dtype)).pow(2))
     pdf = kernel.mean(dim=1)  # [N, bins]
     pdf = pdf / (pdf.sum(dim=1, keepdim=True) + ENTROPY_EPS) + ENTROPY_EPS
-    entropy = -(pdf * torch.log(pdf)).sum(dim=1)
+    # In torch pdf >= 1e-40 > 0, so the Where is a no-op and values equal the official ones bit
+    # for bit. ONNX Runtime / TensorRT flush subnormals (the exporter even drops the +1e-40):
+    # there empty bins are exactly 0 (or NaN for an all-empty patch) and count as 0 instead of
+    # NaN. That changes entropies only below ~3e-37, under every practical threshold.
+    terms = torch.where(pdf > 0, pdf * torch.log(pdf), torch.zeros_like(pdf))
+    entropy = -terms.sum(dim=1)
     return entropy.reshape(b, gh, gw)
 
 
