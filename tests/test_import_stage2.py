@@ -18,6 +18,7 @@ from dq_edge.models.transformer import load_transformer
 from dq_edge.models.vae import load_vae
 from dq_edge.sequences import encode_batch
 from official_stackgpt_reference import official_logits, random_stage2_state_dict
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 K, NC, NF = 16, 16, 64  # the tiny stage 1 of official_dq_reference: 16 codes, 4x4 coarse, 8x8 fine
 

@@ -11,6 +11,7 @@ from dq_edge.models.kv_steps import ContentStep, PositionStep, Prefill, empty_ca
 from dq_edge.models.transformer import build_transformer
 from dq_edge.sequences import encode_batch
 from dq_edge.tokens import TokenLayout
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 LAYOUT = TokenLayout(n_codes=12, coarse_hw=(2, 2), fine_hw=(4, 4), n_classes=3, null_class=True)
 TOL = 1e-5

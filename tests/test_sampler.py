@@ -18,6 +18,7 @@ from dq_edge.runtime.masks import PositionMasks
 from dq_edge.runtime.sampling import filtered_probs, make_rng, sample_ids
 from dq_edge.sequences import decode_batch, decode_tokens, encode_tokens, pad_sequences
 from dq_edge.tokens import TokenLayout
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 UNCOND = TokenLayout(n_codes=8, coarse_hw=(2, 2), fine_hw=(4, 4))
 CLASS = TokenLayout(n_codes=8, coarse_hw=(2, 2), fine_hw=(4, 4), n_classes=3, null_class=True)

@@ -11,6 +11,7 @@ from dq_edge.models.transformer import StackedTransformer, build_transformer, lo
 from dq_edge.models.transformer_config import TransformerConfig
 from dq_edge.sequences import encode_batch
 from dq_edge.tokens import TokenLayout
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 LAYOUT = TokenLayout(n_codes=10, coarse_hw=(2, 2), fine_hw=(4, 4))
 
