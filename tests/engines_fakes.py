@@ -305,7 +305,7 @@ def probe_export(folder: Path, max_batch: int = 4) -> Path:
     """A real export folder (H3's manifest) holding H4's hand-written ONNX step graphs."""
     from dq_edge.export.manifest import build_manifest
     from dq_edge.export.manifest import write_manifest as write_export_manifest
-    from tests.runtime_fixtures import probe_dims, write_probe_step_graphs
+    from runtime_fixtures import probe_dims, write_probe_step_graphs
 
     folder.mkdir(parents=True, exist_ok=True)
     files = write_probe_step_graphs(folder, max_batch)

@@ -16,7 +16,7 @@ from dq_edge.engines.trt_backend import TrtBackend, slot_name
 from dq_edge.errors import ArtifactMismatchError, ConfigError, InputError
 from dq_edge.graph_io import activation_dtype, graph_specs
 from dq_edge.runtime.backend import Backend
-from tests.engines_fakes import DIMS, FakeDevice, FakeLoader, fake_engine_folder, fake_export, row_value, toy_compute
+from engines_fakes import DIMS, FakeDevice, FakeLoader, fake_engine_folder, fake_export, row_value, toy_compute
 
 H, D, L = DIMS.heads, DIMS.head_dim, DIMS.max_length
 POS, CON = "transformer_position_step", "transformer_content_step"
@@ -214,7 +214,7 @@ def test_shared_loop_drives_trt_backend_like_the_ort_backend(tmp_path):
     from dq_edge.engines.plan import export_source
     from dq_edge.runtime.loop import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend
-    from tests.engines_fakes import Recorder, ort_compute, probe_export
+    from engines_fakes import Recorder, ort_compute, probe_export
 
     source = export_source(probe_export(tmp_path / "export"), "fp32")
     folder = fake_engine_folder(tmp_path / "engines", source)

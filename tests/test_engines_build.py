@@ -19,7 +19,7 @@ from dq_edge.engines.manifest import read_manifest, verify_engine_files
 from dq_edge.engines.plan import BuildOptions, export_source, profile_for
 from dq_edge.errors import ConfigError, DQEdgeError
 from dq_edge.graph_io import graph_specs
-from tests.engines_fakes import TARGET, probe_export
+from engines_fakes import TARGET, probe_export
 
 POS, CON = "transformer_position_step", "transformer_content_step"
 

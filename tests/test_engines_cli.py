@@ -16,7 +16,7 @@ from dq_edge.engines.plan import export_source
 from dq_edge.export.manifest import read_manifest as read_export
 from dq_edge.export.manifest import write_manifest as write_export
 from dq_edge.graph_io import graph_specs
-from tests.engines_fakes import fake_engine_folder, probe_export
+from engines_fakes import fake_engine_folder, probe_export
 
 POS, CON = "transformer_position_step", "transformer_content_step"
 NO_TRT = "TensorRT is not installed (pip install tensorrt, or JetPack 6 on Jetson)"

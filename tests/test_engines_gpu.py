@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dq_edge.engines.plan import BuildOptions, export_source
-from tests.engines_fakes import Recorder, probe_export
+from engines_fakes import Recorder, probe_export
 
 pytestmark = pytest.mark.gpu
 

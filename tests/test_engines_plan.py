@@ -27,8 +27,8 @@ from dq_edge.engines.plan import (
 )
 from dq_edge.errors import ArtifactMismatchError, ConfigError, UsageError
 from dq_edge.graph_io import GRAPH_NAMES, graph_specs
-from tests.engines_fakes import DIMS, TARGET, fake_engine_folder, fake_export, probe_export
-from tests.error_helpers import raises_line
+from engines_fakes import DIMS, TARGET, fake_engine_folder, fake_export, probe_export
+from error_helpers import raises_line
 
 POS = "transformer_position_step"
 
