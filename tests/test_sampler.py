@@ -223,6 +223,9 @@ def test_prefix_continues_greedy_generation_exactly(tr_class):
     bad = pad_sequences(CLASS, [tuple(a[:4] for a in seqs[0])] * 3)
     with pytest.raises(InputError, match="start token"):
         generate_tokens(be, CLASS, 3, [1, 1, 1], SamplingParams(), prefix=bad)
+    wrong_seg = pad_sequences(CLASS, [(a[:4], b[:4], np.where(np.arange(4) == 2, 1, c[:4])) for a, b, c in seqs])
+    with pytest.raises(InputError, match="segment"):
+        generate_tokens(be, CLASS, 3, [2, 0, 1], SamplingParams(), prefix=wrong_seg)
 
 
 def test_torch_backend_dims(tr_class):

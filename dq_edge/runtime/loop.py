@@ -100,6 +100,11 @@ def _guided(logits: np.ndarray, B: int, scale: float | None) -> np.ndarray:
     return logits if scale is None else mix_guidance(logits[:B], logits[B:], scale)
 
 
+def _check_segment(given: np.ndarray, expected: np.ndarray, rows: np.ndarray) -> None:
+    if (given[rows] != expected[rows]).any():
+        raise InputError("a prefix token has the wrong segment for its place in the sequence", "build prefixes with dq_edge.sequences")
+
+
 def _check_prefix(layout: TokenLayout, prefix: TokenBatch, batch: int, toks: _Tokens) -> None:
     if prefix.batch != batch:
         raise InputError(f"prefix has {prefix.batch} rows for {batch} samples", "pass one prefix row per sample")
@@ -163,6 +168,7 @@ def generate_tokens(
         T0 = int(prefix_len.min())
         everyone = np.ones(batch, dtype=bool)
         for j in range(1, T0):
+            _check_segment(prefix.segment[:, j], masks.next_segment(), everyone & ~masks.done)
             masks.advance(prefix.position[:, j], everyone)
             toks.set_position(j, prefix.position[:, j], prefix.segment[:, j], everyone)
             toks.set_content(j, prefix.content[:, j], everyone)
@@ -184,9 +190,7 @@ def generate_tokens(
         position = np.where(masks.phase == FINE_START, toks.start_fine[:batch], position)
         if forced.any():
             position = np.where(forced, prefix.position[:, min(t + 1, prefix.position.shape[1] - 1)], position)
-            seg_given = prefix.segment[:, min(t + 1, prefix.segment.shape[1] - 1)]
-            if (seg_given[forced & active] != segment[forced & active]).any():
-                raise InputError("a prefix token has the wrong segment for its place in the sequence")
+            _check_segment(prefix.segment[:, min(t + 1, prefix.segment.shape[1] - 1)], segment, forced & active)
         masks.advance(position, active)
         toks.set_position(t + 1, position, segment, active)
 
