@@ -1,0 +1,76 @@
+"""Work and bytes of one step per configuration, and its floors on this machine.
+
+- bytes floor (batch 1): streamed weight bytes / read bandwidth. Streamed weights are every
+  parameter of the two stacks and the two heads (embedding tables are excluded: a step reads
+  one row of them), at the configuration's weight precision (fp32 4 B, fp16 2 B, int8 1 B).
+  The static KV caches that a step also reads are reported beside it (`kv_bytes`), not added:
+  the issue defines the floor by the weights.
+- FLOPs floor (batch 8): matmul FLOPs / GEMM throughput measured at the step's GEMM shape
+  ([batch, width] x [width, 4*width]; int8 configurations use the int8 GEMM); the official
+  algorithm's GEMMs have batch*prefix rows, so it uses the peak (large square) throughput.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dq_edge.bench.floors import bandwidth_for, gemm_throughput_for, peak_gemm_throughput
+from dq_edge.graph_io import GraphDims
+
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+ACT_BYTES = {"fp32": 4, "fp16": 2, "int8": 4}
+
+
+def streamed_params(tr: torch.nn.Module) -> int:
+    parts = (tr.position_transformer, tr.content_transformer, tr.position_head, tr.content_head)
+    return sum(p.numel() for part in parts for p in part.parameters())
+
+
+def kv_bytes(dims: GraphDims, batch: int, precision: str) -> int:
+    layers = dims.position_layers + dims.content_layers
+    return 2 * layers * batch * dims.heads * dims.max_length * dims.head_dim * ACT_BYTES[precision]
+
+
+def step_flops(tr: torch.nn.Module, dims: GraphDims, batch: int, prefix: int, official: bool) -> float:
+    """Matmul FLOPs of one token step. KV steps: every weight once per sample plus attention
+    over all L cache rows (masked, still computed). Official: every weight once per prefix
+    token plus attention among the prefix tokens."""
+    layers = dims.position_layers + dims.content_layers
+    rows = batch * prefix if official else batch
+    attended = prefix if official else dims.max_length
+    return 2.0 * streamed_params(tr) * rows + 4.0 * layers * dims.width * attended * rows
+
+
+def precision_of(config: str) -> str:
+    return config.rsplit("-", 1)[-1] if config.startswith("ort-") else "fp32"
+
+
+def floor_record(floors: dict, tr: torch.nn.Module, dims: GraphDims, config: str, batch: int, prefix: int, step_ms: float) -> dict:
+    precision = precision_of(config)
+    official = config == "official"
+    wbytes = streamed_params(tr) * WEIGHT_BYTES[precision]
+    bandwidth = bandwidth_for(floors, wbytes)
+    bytes_floor_ms = wbytes / (bandwidth * 1e9) * 1e3
+    flops = step_flops(tr, dims, batch, prefix, official)
+    kind = "int8-ort-matmulinteger" if precision == "int8" else "fp32-numpy"
+    throughput = peak_gemm_throughput(floors, kind) if official else gemm_throughput_for(floors, batch, dims.width, kind)
+    throughput = throughput or peak_gemm_throughput(floors, "fp32-numpy")
+    flops_floor_ms = flops / (throughput * 1e9) * 1e3
+    floor_ms, basis = (bytes_floor_ms, "bytes") if batch == 1 else (flops_floor_ms, "flops")
+    return {
+        "config": config,
+        "batch": batch,
+        "prefix": prefix,
+        "step_ms": step_ms,
+        "weight_bytes": wbytes,
+        "kv_bytes": 0 if official else kv_bytes(dims, batch, precision),
+        "bandwidth_gbps": bandwidth,
+        "bytes_floor_ms": round(bytes_floor_ms, 4),
+        "flops": flops,
+        "gemm_gflops": throughput,
+        "gemm_kind": kind if not official else f"{kind} peak",
+        "flops_floor_ms": round(flops_floor_ms, 4),
+        "floor_basis": basis,
+        "floor_ms": round(floor_ms, 4),
+        "ratio_to_floor": round(step_ms / floor_ms, 3) if floor_ms else None,
+    }

@@ -1,0 +1,145 @@
+"""The benchmark harness runs and reports (no timing assertions: benchmarks live in benchmarks/)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dq_edge.bench import floors
+from dq_edge.bench.stages import BenchSettings, bench_backend, sequence_length, synthetic_tokens
+from dq_edge.bench.timing import Stats, measure
+from dq_edge.cli.main import main
+from dq_edge.models.torch_backend import TorchBackend
+from dq_edge.models.transformer import build_transformer
+from dq_edge.models.vae import build_vae
+
+from runtime_fixtures import class_export
+from torch_threads import single_torch_thread  # noqa: F401
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+FAST = BenchSettings(warmup=0, reps=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_torch_backend() -> TorchBackend:
+    vae = build_vae("tiny", seed=0).eval()
+    tr = build_transformer("tiny", vae.token_layout(), seed=1)
+    return TorchBackend(tr, vae=vae, max_batch=2)
+
+
+def test_stats_percentiles_and_measure_counts_calls():
+    s = Stats.of([0.001, 0.002, 0.003, 0.004, 0.010])
+    assert s.p50 == pytest.approx(0.003) and s.min == 0.001 and s.max == 0.010
+    assert s.p50 <= s.p90 <= s.max
+    calls = []
+    stats = measure(lambda: calls.append(1), warmup=2, reps=3)
+    assert len(calls) == 5 and stats.n == 3
+
+
+def test_sequence_length_matches_synthetic_tokens(tiny_torch_backend):
+    layout = tiny_torch_backend.layout
+    for ratio in (0.0, 0.5, 1.0):
+        tokens = synthetic_tokens(layout, 2, ratio)
+        assert int(tokens.lengths[0]) == sequence_length(layout, ratio)
+    assert sequence_length(layout, 1.0) == layout.max_length  # all-fine fills the cache
+
+
+def test_bench_backend_reports_every_stage(tiny_torch_backend):
+    records = bench_backend(tiny_torch_backend, [1, 2], FAST, steps=[1, 5])
+    assert [r["batch"] for r in records] == [1, 2]
+    for rec in records:
+        assert set(rec["steps"]) == {"1", "5"}
+        for step in rec["steps"].values():
+            assert step["position_step"]["p50"] > 0 and step["content_step"]["p50"] > 0 and step["wall"]["n"] == 1
+        assert rec["vae"]["encode"]["encoder"]["p50"] > 0 and rec["vae"]["decode"]["decoder"]["p50"] > 0
+        gen = rec["generation"]
+        assert gen["tokens_per_s"] > 0 and gen["images_per_s_with_decoder"] > 0
+        assert gen["tokens_per_image"] == sequence_length(tiny_torch_backend.layout, 0.5)
+
+
+def test_floors_measure_bandwidth_and_gemm():
+    bw = floors.memory_bandwidth(1 << 20, reps=1)
+    assert bw["read_gbps"] > 0 and bw["copy_gbps"] > 0
+    g = floors.gemm_fp32(2, 32, 128, reps=1)
+    assert g["gflops"] > 0 and g["shape"] == [2, 32, 128]
+    int8 = floors.gemm_int8_ort(2, 32, 128, reps=1)
+    assert int8 is None or int8["gflops"] > 0
+    fake = {"bandwidth": [{"size_bytes": 10, "read_gbps": 1.0}, {"size_bytes": 100, "read_gbps": 2.0}], "gemm": []}
+    assert floors.bandwidth_for(fake, 50) == 2.0 and floors.bandwidth_for(fake, 5) == 1.0 and floors.bandwidth_for(fake, 500) == 2.0
+
+
+def test_cli_bench_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--engine", str(class_export()), "--backend", "ort-cpu", "--batch-sizes", "1,2",
+                 "--num", "1", "--warmup", "0", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpu"] and result["machine"]["versions"]["onnxruntime"]
+    assert result["peak_rss_mib"] > 0
+    (run,) = result["runs"]
+    assert run["backend"] == "ort-cpu" and run["precision"] == "fp32" and run["device_memory"] is None
+    assert [b["batch"] for b in run["batches"]] == [1, 2]
+    for rec in run["batches"]:
+        assert {"encoder", "dgc"} <= set(rec["vae"]["encode"]) and "decoder" in rec["vae"]["decode"]
+        assert rec["generation"]["images_per_s"] > 0
+    assert "position step" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["--batch-sizes", "1,x"], 2, "--batch-sizes"),
+        (["--batch-sizes", "0"], 2, "positive"),
+        (["--precision", "fp8"], 2, "unknown precision"),
+        (["--num", "0"], 2, "--num"),
+    ],
+)
+def test_cli_bench_usage_errors(args, code, needle, capsys):
+    assert main(["bench", "--engine", str(class_export()), *args]) == code
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_cli_bench_missing_folder_is_one_line_error(tmp_path, capsys):
+    assert main(["bench", "--engine", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "hint" in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------ benchmarks/ suite pieces
+@pytest.fixture(scope="module")
+def suite_modules():
+    sys.path.insert(0, str(BENCH_DIR))
+    import official_baseline
+    import suite_measure
+
+    yield official_baseline, suite_measure
+    sys.path.remove(str(BENCH_DIR))
+
+
+def test_official_step_equals_teacher_forcing_last_row(suite_modules, tiny_torch_backend):
+    """The baseline does the official algorithm's work: its logits are the teacher-forced ones."""
+    official_baseline, _ = suite_modules
+    tr = tiny_torch_backend.tr
+    step = official_baseline.FullPrefixStep(tr, batch=2, prefix=7)
+    pos, con = step()
+    c, p, s = (torch.cat([a, b[:, -1:]], dim=1) for a, b in zip(step.inputs, (step.inputs[0], *step.next)))
+    with torch.no_grad():
+        tf_pos, tf_con = tr(c, p, s)
+    torch.testing.assert_close(pos, tf_pos[:, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(con, tf_con[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_integrated_cost_is_the_sum_of_the_interpolated_curve(suite_modules):
+    _, suite_measure = suite_modules
+    # linear curve 1 + t ms: exact through any two points and beyond them
+    points = {10: 11.0, 20: 21.0}
+    assert suite_measure.integrated_seconds(points, 5) == pytest.approx(sum(1.0 + t for t in range(4)))
+    flat = {64: 2.0, 320: 2.0, 640: 2.0}
+    assert suite_measure.integrated_seconds(flat, 101) == pytest.approx(200.0)
+    np.testing.assert_allclose(suite_measure.interpolate({5: 1.0, 10: 0.0}, np.array([20.0])), [0.0])  # clamped
