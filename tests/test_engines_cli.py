@@ -156,3 +156,19 @@ def test_feeds_are_valid_for_the_specs(export):
     assert 0 < step < source.dims.max_length
     assert feed["content"].max() < source.dims.content_vocab and feed["position"].max() < source.dims.position_vocab
     assert not feed["past_key.0"][:, :, step:].any() and feed["past_key.0"][:, :, :step].any()
+
+
+def test_compare_save_inputs_writes_a_trtexec_replay(export, tmp_path, capsys, no_gpu):
+    engines = fake_engine_folder(tmp_path / "engines", export_source(export, "fp32"))
+    saved = tmp_path / "inputs"
+    assert main(["compare", str(export), "--engine", str(engines), "--save-inputs", str(saved)]) == 0
+    out = capsys.readouterr().out
+    content = np.fromfile(saved / POS / "content.bin", dtype="<i8")
+    cache = np.fromfile(saved / POS / "past_key.0.bin", dtype="<f4").reshape(2, 2, 20, 4)
+    step = int(np.fromfile(saved / POS / "step.bin", dtype="<i8")[0])
+    assert content.shape == (2,) and content.max() < 19 and not cache[:, :, step:].any()
+    plan = engines / f"{POS}.fp32.trt10.3.sm87.plan"
+    line = next(x for x in out.splitlines() if x.startswith(POS + ":"))
+    shapes = line.split("--shapes=")[1].split()[0]
+    assert f"--loadEngine={plan}" in line and shapes.startswith("content:2,position:2") and "step:" not in shapes
+    assert f"content:{saved / POS / 'content.bin'}" in line

@@ -105,6 +105,8 @@ def test_manifest_round_trip(tmp_path):
     assert entry["profile"]["past_key.0"]["max"] == [4, DIMS.heads, DIMS.max_length, DIMS.head_dim]
     assert entry["io"] == graph_specs(DIMS, "fp16", 4)[POS].to_dict()
     assert entry["onnx_sha256"] == export.onnx_sha256[POS]
+    assert entry["trtexec"].startswith(f"trtexec --loadEngine={entry['file']} --useCudaGraph")
+    assert f"past_key.0:4x{DIMS.heads}x{DIMS.max_length}x{DIMS.head_dim}" in entry["trtexec"]
     assert check_target(m, TARGET) == []
     verify_engine_files(m, GRAPH_NAMES)
     assert m.rebuild_hint() == f"rebuild on this machine: `{rebuild_command(m.export_folder, 'fp16', folder, 4)}`"

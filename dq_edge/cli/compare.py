@@ -40,6 +40,7 @@ def compare_command(
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated graphs to compare (default: all)."),
     batch: int = typer.Option(2, "--batch", help="Batch of the random test inputs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the test inputs."),
+    save_inputs: Optional[Path] = typer.Option(None, "--save-inputs", help="Write the inputs as raw files and print trtexec commands replaying them."),
 ) -> None:
     """Run each graph on ONNX Runtime and on its TensorRT engine with the same inputs and compare.
 
@@ -47,7 +48,7 @@ def compare_command(
     the TensorRT side is reported as skipped, never as passed."""
     from rich.console import Console  # noqa: PLC0415
 
-    from dq_edge.engines.compare import compare_graphs, trt_runner_factory  # noqa: PLC0415
+    from dq_edge.engines.compare import compare_graphs, save_feeds, trt_runner_factory  # noqa: PLC0415
     from dq_edge.engines.manifest import check_export_match, read_manifest, verify_engine_files  # noqa: PLC0415
     from dq_edge.engines.plan import export_source, parse_only  # noqa: PLC0415
     from dq_edge.engines_probe import gpu_unavailable_reason  # noqa: PLC0415
@@ -76,6 +77,10 @@ def compare_command(
     report = compare_graphs(source, graphs, second, batch=batch, seed=seed)
     console = Console()
     console.print(_table(report, precision, note))
+    if save_inputs is not None:
+        files = {g: manifest.engine_path(g) for g in manifest.engines} if manifest is not None else None
+        for graph, cmd in save_feeds(report, save_inputs, files).items():
+            console.print(f"{graph}: {cmd}", soft_wrap=True)
     not_finite = [g.graph for g in report if not all(o.finite for o in g.outputs)]
     if not_finite:
         raise DQEdgeError(f"ONNX Runtime produced NaN/inf in {', '.join(not_finite)}", "re-export; run `dq-edge check EXPORT_DIR`")

@@ -47,6 +47,7 @@ class GraphComparison:
     graph: str
     compared: bool  # False: only ONNX Runtime ran
     outputs: list[OutputCheck] = field(default_factory=list)
+    feed: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the inputs both sides got
     polygraphy_passed: bool | None = None  # Comparator.compare_accuracy on the float outputs (None: none)
 
     @property
@@ -135,6 +136,25 @@ def _polygraphy_verdict(results: Any, float_outputs: set[str], precision: str) -
     return bool(Comparator.compare_accuracy(results, compare_func=func))
 
 
+def save_feeds(report: list[GraphComparison], folder: Path, engine_files: dict[str, Path] | None = None) -> dict[str, str]:
+    """Write each graph's inputs as raw files `<folder>/<graph>/<input>.bin` (trtexec --loadInputs)
+    and return a trtexec command per graph that replays them on its engine."""
+    from dq_edge.atomic import write_bytes  # noqa: PLC0415
+    from dq_edge.engines.plan import trtexec_command  # noqa: PLC0415
+
+    commands = {}
+    for g in report:
+        paths = {}
+        for name, value in g.feed.items():
+            path = Path(folder) / g.graph / f"{name}.bin"
+            write_bytes(path, np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes())
+            paths[name] = path
+        shapes = {n: tuple(v.shape) for n, v in g.feed.items() if n != "step"}  # `step` is static
+        engine = engine_files[g.graph] if engine_files and g.graph in engine_files else f"<{g.graph} engine>.plan"
+        commands[g.graph] = trtexec_command(engine, shapes, paths)
+    return commands
+
+
 def trt_runner_factory(engine_files: dict[str, Path]) -> RunnerFactory:
     """Polygraphy TrtRunners over the engine folder's plan files (needs TensorRT + a GPU)."""
 
@@ -180,7 +200,7 @@ def _compare(source: ExportSource, graphs: tuple[str, ...] | list[str], second: 
         outputs = [{k: np.asarray(v) for k, v in iters[0].items()} for _, iters in results.items()]
         previous[graph] = outputs[0]
         checks = _check_outputs(graph, outputs[0], outputs[1] if second is not None else None, source.precision)
-        comparison = GraphComparison(graph, second is not None, checks)
+        comparison = GraphComparison(graph, second is not None, checks, feed)
         if second is not None:
             floats = {o.name for o in checks if o.mismatch is None}
             if floats:  # Polygraphy refuses a comparison with every output skipped (dgc: ints only)

@@ -31,6 +31,7 @@ from dq_edge.engines.plan import (
     NetworkTyping,
     profile_to_dict,
     rebuild_command,
+    trtexec_command,
 )
 from dq_edge.errors import ArtifactMismatchError, ConfigError
 from dq_edge.graph_io import GraphDims
@@ -90,6 +91,8 @@ def engine_entry(plan: GraphPlan, plan_sha256: str) -> dict[str, Any]:
         "onnx_sha256": plan.onnx_sha256,
         "profile": profile_to_dict(plan.profile),
         "io": plan.spec.to_dict(),
+        # trtexec's random inputs: fine for timing, not for values (see `dq-edge compare --save-inputs`)
+        "trtexec": trtexec_command(plan.engine_file, {n: opt for n, (_, opt, _) in plan.profile.items()}),
     }
 
 

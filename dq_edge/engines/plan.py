@@ -215,6 +215,20 @@ def export_source(folder: str | Path, precision: str) -> ExportSource:
     )
 
 
+def trtexec_command(engine_path: str | Path, shapes: dict[str, tuple[int, ...]], inputs: dict[str, str | Path] | None = None) -> str:
+    """An external cross-check of one engine with NVIDIA's trtexec (GPU time without Python).
+
+    `shapes`: the runtime shape of every dynamic input; `inputs`: raw little-endian files of
+    valid input values (token ids inside the vocabulary), which trtexec's random data is not.
+    """
+    cmd = f"trtexec --loadEngine={engine_path} --useCudaGraph --noDataTransfers"
+    if shapes:
+        cmd += " --shapes=" + ",".join(f"{n}:{'x'.join(str(d) for d in dims)}" for n, dims in shapes.items())
+    if inputs:
+        cmd += " --loadInputs=" + ",".join(f"{n}:{p}" for n, p in inputs.items())
+    return cmd
+
+
 def profile_to_dict(profile: Profile) -> dict[str, dict[str, list[int]]]:
     return {name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in profile.items()}
 
