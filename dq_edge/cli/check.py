@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from dq_edge.errors import DQEdgeError
         from dq_edge.export.checks import RULES, check_export
         from dq_edge.export.manifest import parse_precisions
 
@@ -42,4 +43,8 @@ def register(app: typer.Typer) -> None:
         n_fail = len(report.failures())
         typer.echo(f"{len(rows)} graphs, {len(rules)} rules: " + ("all passed" if not n_fail else f"{n_fail} violations"))
         if n_fail:
-            raise typer.Exit(1)
+            # an error (not typer.Exit) so that main() returns 1 under standalone_mode=False
+            raise DQEdgeError(
+                f"{n_fail} TensorRT-readiness violations in {folder}",
+                "see the FAIL lines above; re-export with this dq-edge (`dq-edge export ... --force`)",
+            )

@@ -42,6 +42,9 @@ class TeacherForced:
     content_logits: np.ndarray  # [B, T-1, Vc] float32
     position_feeds: list[Feed] = field(default_factory=list)
     content_feeds: list[Feed] = field(default_factory=list)
+    # the caches after the last step: past_key.i / past_value.i -> [B, H, L, D]
+    position_cache: dict[str, np.ndarray] = field(default_factory=dict)
+    content_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def teacher_forced_steps(
@@ -77,6 +80,7 @@ def teacher_forced_steps(
             out.content_feeds.append({k: v.copy() for k, v in cfeed.items()})
         _store_rows(con_cache, cres, t)
         con_logits.append(cres["content_logits"])
+    out.position_cache, out.content_cache = pos_cache, con_cache
     out.position_logits = np.stack(pos_logits, axis=1)
     out.content_logits = np.stack(con_logits, axis=1)
     return out

@@ -16,6 +16,8 @@ inputs including the KV caches (dq_edge.export.drive).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,18 @@ from dq_edge.tokens import TokenLayout
 QUANT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 UNQUANTIZED_GRAPHS = ("dgc",)
 MAX_FEEDS_PER_GRAPH = 64
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """The quantizer logs advice on the root logger; library code stays silent."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class ListReader(CalibrationDataReader):
@@ -133,22 +147,25 @@ def quantize_graph(src: Path, dst: Path, feeds: list[Feed], graph: str) -> dict:
     named = dst.with_suffix(".named.onnx")
     onnx.save(model, str(named))
     try:
-        quantize_static(
-            str(named),
-            str(dst),
-            ListReader(feeds),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            nodes_to_quantize=nodes,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
-            },
-        )
+        with _quiet_root_logger():
+            quantize_static(
+                str(named),
+                str(dst),
+                ListReader(feeds),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                nodes_to_quantize=nodes,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                    # int32 bias Q/DQ is not importable by TensorRT: biases stay float
+                    "QuantizeBias": False,
+                },
+            )
     except DQEdgeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
