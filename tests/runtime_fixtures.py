@@ -2,11 +2,13 @@
 
 - `probe_step_graphs`: hand-written ONNX step graphs with the exact IO of graph_io's specs whose
   outputs make the backend's bookkeeping observable (which cache rows were written with what).
-- `tiny_export`: a tiny random model (VAE + transformer) exported to ONNX once per session.
+- tiny random models (VAE + transformer) exported to ONNX once per pytest process.
 """
 
 from __future__ import annotations
 
+import functools
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 
 from dq_edge.graph_io import GraphDims, GraphSpec, graph_specs
 from dq_edge.tokens import TokenLayout
+import export_helpers
 
 
 def probe_dims() -> tuple[GraphDims, TokenLayout]:
@@ -91,3 +94,35 @@ def probe_step_graphs(tmp_path_factory) -> dict[str, Path]:
 
 def random_ids(rng: np.random.Generator, batch: int, high: int) -> np.ndarray:
     return rng.integers(0, high, batch).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- tiny exports
+# The unconditional tiny model and its fp32/fp16/int8 export come from the export tests'
+# helpers (built once per pytest process, shared); the class-conditional one (3 classes + a
+# null class, for guidance and class checks) is exported here, fp32 only.
+@functools.lru_cache(maxsize=None)
+def class_model_folder() -> Path:
+    from dq_edge.models.transformer import build_transformer, save_transformer
+    from dq_edge.models.vae import build_vae, save_vae
+
+    folder = export_helpers.workdir() / "class_model"
+    vae = build_vae("tiny", seed=0)
+    save_vae(vae, folder)
+    save_transformer(build_transformer("tiny", vae.token_layout(n_classes=3, null_class=True), seed=2), folder)
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def class_export() -> Path:
+    from dq_edge.export.pipeline import ExportRequest, export_model
+
+    out = export_helpers.workdir() / "class_export"
+    export_model(ExportRequest(model=class_model_folder(), out=out, precisions=["fp32"], max_batch=export_helpers.MAX_BATCH))
+    return out
+
+
+def copy_export(tmp_path: Path, source: Path | None = None) -> Path:
+    """A private copy of an export folder that a test may damage."""
+    target = tmp_path / "export_copy"
+    shutil.copytree(source or export_helpers.tiny_export(), target)
+    return target

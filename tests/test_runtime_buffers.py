@@ -8,7 +8,7 @@ import pytest
 
 from dq_edge.errors import InputError
 from dq_edge.runtime.ort_backend import OrtBackend
-from tests.runtime_fixtures import probe_dims, probe_step_graphs, random_ids  # noqa: F401 - fixture
+from runtime_fixtures import probe_dims, probe_step_graphs, random_ids  # noqa: F401 - fixture
 
 
 def _backend(files) -> OrtBackend:

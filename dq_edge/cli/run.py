@@ -1,0 +1,186 @@
+"""`dq-edge run`: generate images with the torch-free runtime (ONNX Runtime or TensorRT)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dq_edge.errors import InputError, UsageError
+
+
+def _parse_classes(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--classes must be comma-separated integers, got {text!r}", "e.g. --classes 1,2,3") from exc
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    """Fail before generating anything when `out` cannot be (re)placed."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder", "pass a new folder to --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out} is not empty", "pass a new folder to --out, or --overwrite to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write the output folder {out}: {exc.strerror or exc}", "pass a writable --out folder") from exc
+
+
+def _stage_table(summary: dict):
+    from rich.table import Table
+
+    table = Table(title=f"per-stage time ({summary['backend']}, {summary['precision']})")
+    for col in ("stage", "calls", "total s", "mean ms"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for stage, s in summary["stages"].items():
+        table.add_row(stage, str(s["calls"]), f"{s['total_s']:.3f}", f"{s['mean_ms']:.3f}")
+    return table
+
+
+def run_command(
+    out: Path = typer.Option(..., "--out", help="Output folder (written atomically: complete or absent)."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX) or engine folder (TensorRT). Default: the shipped model, exported on first use."),
+    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: fp32 if exported)."),
+    num: int = typer.Option(16, "--num", help="Number of images."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Images generated together (default: as many as the export allows, <= --num)."),
+    cls: Optional[int] = typer.Option(None, "--class", help="Class id for every image (class-conditional models)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class ids, cycled over the images."),
+    seed: int = typer.Option(0, "--seed", help="Seed; chunk i of --batch images uses seed + i."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (content and positions)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k for content tokens."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p for content tokens."),
+    top_k_pos: Optional[int] = typer.Option(None, "--top-k-pos", help="Top-k for positions."),
+    top_p_pos: Optional[float] = typer.Option(None, "--top-p-pos", help="Top-p for positions."),
+    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Classifier-free guidance scale (models with a null class)."),
+    greedy: bool = typer.Option(False, "--greedy", help="Argmax instead of sampling."),
+    complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
+    keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
+) -> None:
+    """Generate images: one PNG each, a grid PNG, tokens.npz and summary.json."""
+    from rich.console import Console
+
+    from dq_edge.atomic import atomic_dir, write_json
+    from dq_edge.runtime import images as img
+    from dq_edge.runtime.default_model import ensure_default_export
+    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.runtime.pipeline import RunRequest, generate_images, resolve_classes
+    from dq_edge.runtime.session import open_runtime
+    from dq_edge.runtime.summary import build_summary
+
+    console = Console(stderr=True, quiet=quiet)
+    class_list = _parse_classes(classes)
+    if complete is None and keep_ratio != 0.5:
+        raise UsageError("--keep-ratio only applies with --complete IMAGE")
+    check_output_dir(out, overwrite)
+
+    exported_now = False
+    if engine is None:
+        with console.status("preparing the shipped model (exported once into the cache)"):
+            engine, exported_now = ensure_default_export(precision or "fp32")
+        if exported_now:
+            console.print(f"exported the shipped model to {engine}")
+    opened = open_runtime(engine, backend, precision, threads=threads)
+    console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
+    for note in opened.skipped:
+        console.print(f"  skipped {note}", style="dim")
+    layout = opened.layout
+    per_image_classes = resolve_classes(layout, num, cls, class_list)
+    complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
+    params = SamplingParams(
+        seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos,
+        top_p_pos=top_p_pos, cfg_scale=cfg_scale, greedy=greedy,
+    )
+    params.validate()
+    if batch is None:  # guidance runs two backend rows per image
+        batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
+    request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        result = _generate_with_progress(console, opened.backend, layout, request)
+        pictures = img.to_uint8(result.images)
+        for i, picture in enumerate(pictures):
+            img.save_png(tmp / f"image_{i:04d}.png", picture)
+        img.save_png(tmp / "grid.png", img.make_grid(pictures))
+        _save_tokens(tmp / "tokens.npz", result, per_image_classes)
+        summary = build_summary(
+            backend=opened.backend.name, backend_reason=opened.reason, precision=opened.precision,
+            engine=str(opened.folder), grains=result.grains, lengths=result.tokens.lengths,
+            n_codes=result.code_counts, stage_times=opened.backend.stage_times(),
+            wall_seconds=result.wall_seconds, batch=batch, sampling=asdict(params),
+            extra={
+                "classes": list(per_image_classes) if per_image_classes else None,
+                "complete": {"image": str(complete), "keep_ratio": keep_ratio, "kept_tokens": result.prefix_length}
+                if complete is not None else None,
+                "backends_skipped": opened.skipped,
+                "exported_now": exported_now,
+                "command": "dq-edge run " + " ".join(_argv_tail()),
+            },
+        )
+        write_json(tmp / "summary.json", summary)
+    console.print(_stage_table(summary))
+    typer.echo(
+        f"wrote {len(pictures)} images + grid.png, tokens.npz, summary.json to {out} "
+        f"({summary['images_per_second']} images/s, mean fine ratio {summary['mean_fine_ratio']})"
+    )
+
+
+def _argv_tail() -> list[str]:
+    import sys
+
+    argv = sys.argv[1:]
+    return argv[argv.index("run") + 1 :] if "run" in argv else argv
+
+
+def _generate_with_progress(console, backend, layout, request):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dq_edge.runtime.pipeline import generate_images
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        # an upper bound: every image all fine (max_length - 1 steps); actual sequences stop earlier
+        tokens_task = progress.add_task("tokens", total=request.num * (layout.max_length - 1))
+        images_task = progress.add_task("images", total=request.num)
+        start = time.perf_counter()
+        result = generate_images(
+            backend, layout, request,
+            on_tokens=lambda n: progress.advance(tokens_task, n),
+            on_images=lambda n: progress.advance(images_task, n),
+        )
+        progress.update(tokens_task, total=progress.tasks[tokens_task].completed)
+    console.print(f"generated {request.num} images in {time.perf_counter() - start:.2f} s")
+    return result
+
+
+def _save_tokens(path: Path, result, classes) -> None:
+    import numpy as np
+
+    from dq_edge.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                content=result.tokens.content, position=result.tokens.position, segment=result.tokens.segment,
+                lengths=result.tokens.lengths, grain=result.grains, codes=result.codes,
+                classes=np.asarray(classes if classes else [], dtype=np.int64),
+            )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)

@@ -1,0 +1,81 @@
+"""The shipped default model, exported to ONNX on first use into a cache folder.
+
+`dq-edge run` without `--engine` uses `dq_edge/assets/model/`; its export lives in
+`$DQ_EDGE_CACHE/<model sha256[:16]>/<precision>/` (default `~/.cache/dq-edge`). Exporting needs
+torch + onnx once; later runs only need numpy + onnxruntime. Torch is imported only inside
+`ensure_default_export` when an export is actually needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from dq_edge.atomic import sha256_file
+from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
+
+DEFAULT_MAX_BATCH = 8
+
+
+def shipped_model_folder() -> Path:
+    folder = Path(__file__).resolve().parent.parent / "assets" / "model"
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise ConfigError("no shipped model in this installation (dq_edge/assets/model/)", "pass --engine EXPORT_DIR")
+    return folder
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DQ_EDGE_CACHE") or Path.home() / ".cache" / "dq-edge").expanduser()
+
+
+def default_export_folder(precision: str) -> Path:
+    digest = sha256_file(shipped_model_folder() / "model.safetensors")[:16]
+    return cache_root() / digest / precision
+
+
+def cached_export_ok(folder: Path, precision: str) -> bool:
+    from dq_edge.export.manifest import load_export  # torch-free
+
+    if not (folder / "manifest.json").is_file():
+        return False
+    try:
+        load_export(folder, precision)
+    except (ArtifactMismatchError, ConfigError):
+        return False
+    return True
+
+
+def ensure_default_export(precision: str) -> tuple[Path, bool]:
+    """(export folder, exported_now). Exports the shipped model when the cache has no valid copy."""
+    model = shipped_model_folder()
+    folder = default_export_folder(precision)
+    if cached_export_ok(folder, precision):
+        return folder, False
+    missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(
+            f"the shipped model must be exported to ONNX once, which needs {' and '.join(missing)} (not installed)",
+            "pip install 'dq-edge[export]' and rerun (the export is cached), or pass --engine EXPORT_DIR",
+        )
+    from dq_edge.export.pipeline import ExportRequest, export_model  # needs torch + onnx
+
+    request = ExportRequest(model=model, out=folder, precisions=[precision], max_batch=DEFAULT_MAX_BATCH, force=True)
+    if precision == "int8":
+        request.calib_images, request.calib_dataset = _calibration_source(model)
+    export_model(request)
+    return folder, True
+
+
+def _calibration_source(model: Path) -> tuple[Path | None, str | None]:
+    """int8 calibration for the shipped model: its training dataset when named in config.json,
+    else the sample images shipped beside it."""
+    config = json.loads((model / "config.json").read_text())
+    dataset = (config.get("data") or {}).get("dataset") or (config.get("data") or {}).get("name")
+    if dataset:
+        return None, str(dataset)
+    samples = model.parent / "samples"
+    if samples.is_dir():
+        return samples, None
+    raise ConfigError("the shipped model names no calibration data for int8", "pass --engine with an int8 export")
