@@ -130,7 +130,8 @@ def decode_tokens(
     fine_pos, fine_codes = position[ce + 2 : fe], content[ce + 2 : fe]
     if (segment[:ce] != SEGMENT_COARSE).any() or (segment[ce + 1 : fe] != SEGMENT_FINE).any():
         raise InputError("segment ids do not follow [coarse..., fine...]")
-    if _outside(coarse_pos, nc) or _outside(fine_pos, nf) or _outside(coarse_codes, layout.n_codes) or _outside(fine_codes, layout.n_codes):
+    K = layout.n_codes
+    if _outside(coarse_pos, nc) or _outside(fine_pos, nf) or _outside(coarse_codes, K) or _outside(fine_codes, K):
         raise InputError("token sequence holds a special or out-of-range id inside a stream")
     if len(np.unique(coarse_pos)) != len(coarse_pos) or len(np.unique(fine_pos)) != len(fine_pos):
         raise InputError("token sequence repeats a position")

@@ -58,7 +58,9 @@ def _first_stage(
     head = "first_stage_model."
     own = {k[len(head):]: v for k, v in sd.items() if k.startswith(head)}
     if own:
-        section, tensors, extra = stage1_from_state_dict(own, fs_params, thresholds, legacy_bins, target=fs.get("target"), yaml_dir=yaml_dir)
+        section, tensors, extra = stage1_from_state_dict(
+            own, fs_params, thresholds, legacy_bins, target=fs.get("target"), yaml_dir=yaml_dir
+        )
         return section, tensors, extra, "first_stage_model.* of the checkpoint"
     ckpt = fs_params.get("ckpt_path")
     if ckpt:
@@ -71,7 +73,9 @@ def _first_stage(
     if vae_folder is not None:
         cfg = read_config(vae_folder)
         if not cfg.get("vae"):
-            raise ConfigError(f"{vae_folder} holds no DQ-VAE", "pass --vae with a folder from `dq-edge import-official` of the stage-1 checkpoint")
+            raise ConfigError(
+                f"{vae_folder} holds no DQ-VAE", "pass --vae a folder made by `dq-edge import-official` of the stage-1 checkpoint"
+            )
         tensors = {f"vae.{k}": v for k, v in read_tensors(vae_folder, "vae").items()}
         extra = {}
         if (Path(vae_folder) / THRESHOLDS_NAME).is_file():
@@ -100,8 +104,11 @@ def layout_from_yaml(params: dict, n_codes: int, coarse_hw, fine_hw) -> TokenLay
     if "class_cond_stage_config" in params:
         cond = _params(params["class_cond_stage_config"], "class_cond_stage_config", CLASS_PROVIDER)
         layout = TokenLayout(n_codes, tuple(coarse_hw), tuple(fine_hw), n_classes=int(cond.get("n_classes", 0)))
-        starts = {"threshold_content": layout.content_start(0), "threshold_coarse_position": layout.position_start(SEGMENT_COARSE, 0),
-                  "threshold_fine_position": layout.position_start(SEGMENT_FINE, 0)}
+        starts = {
+            "threshold_content": layout.content_start(0),
+            "threshold_coarse_position": layout.position_start(SEGMENT_COARSE, 0),
+            "threshold_fine_position": layout.position_start(SEGMENT_FINE, 0),
+        }
         if layout.n_classes < 1:
             raise ConfigError("class_cond_stage_config has no n_classes", HINT)
     else:
@@ -112,9 +119,12 @@ def layout_from_yaml(params: dict, n_codes: int, coarse_hw, fine_hw) -> TokenLay
     for key, ours in starts.items():
         _expect(key, cond.get(key), ours)
     for key, ours in {
-        "content_pad_code": layout.content_pad, "content_eos_code": layout.content_eos,
-        "coarse_position_pad_code": layout.position_pad(SEGMENT_COARSE), "coarse_position_eos_code": layout.position_eos(SEGMENT_COARSE),
-        "fine_position_pad_code": layout.position_pad(SEGMENT_FINE), "fine_position_eos_code": layout.position_eos(SEGMENT_FINE),
+        "content_pad_code": layout.content_pad,
+        "content_eos_code": layout.content_eos,
+        "coarse_position_pad_code": layout.position_pad(SEGMENT_COARSE),
+        "coarse_position_eos_code": layout.position_eos(SEGMENT_COARSE),
+        "fine_position_pad_code": layout.position_pad(SEGMENT_FINE),
+        "fine_position_eos_code": layout.position_eos(SEGMENT_FINE),
     }.items():
         _expect(f"permuter {key}", perm.get(key), ours)
     if params.get("activate_sos_for_fine_sequence", True) is not True:
@@ -169,7 +179,9 @@ def import_stage2(
     if not target.endswith((UNCOND_MODEL, CLASS_MODEL)):
         raise ConfigError(f"unsupported stage-2 target {target!r}", f"dq-edge imports {UNCOND_MODEL} and {CLASS_MODEL}")
     params = model.get("params") or {}
-    vae_section, vae_tensors, extra, vae_source = _first_stage(state_dict, params, Path(yaml_dir), vae_folder, thresholds, legacy_bins)
+    vae_section, vae_tensors, extra, vae_source = _first_stage(
+        state_dict, params, Path(yaml_dir), vae_folder, thresholds, legacy_bins
+    )
     layout = layout_from_yaml(params, int(vae_section["n_codes"]), vae_section["coarse_hw"], vae_section["fine_hw"])
     config = transformer_config_from_yaml(params, layout)
     head = "transformer."
@@ -185,7 +197,10 @@ def import_stage2(
         "vae": vae_section,
         "transformer": section,
         "tokens": layout.to_dict(),
-        "source": {"first_stage": vae_source, "notices": [f"first stage from {vae_source}", f"dropped {dropped} attn.mask buffers"]},
+        "source": {
+            "first_stage": vae_source,
+            "notices": [f"first stage from {vae_source}", f"dropped {dropped} attn.mask buffers"],
+        },
     }
     prefixed = {**vae_tensors, **{f"transformer.{k}": v for k, v in tr.state_dict().items()}}
     return sections, prefixed, extra

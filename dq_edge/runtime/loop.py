@@ -102,7 +102,9 @@ def _guided(logits: np.ndarray, B: int, scale: float | None) -> np.ndarray:
 
 def _check_segment(given: np.ndarray, expected: np.ndarray, rows: np.ndarray) -> None:
     if (given[rows] != expected[rows]).any():
-        raise InputError("a prefix token has the wrong segment for its place in the sequence", "build prefixes with dq_edge.sequences")
+        raise InputError(
+            "a prefix token has the wrong segment for its place in the sequence", "build prefixes with dq_edge.sequences"
+        )
 
 
 def _check_prefix(layout: TokenLayout, prefix: TokenBatch, batch: int, toks: _Tokens) -> None:
@@ -195,7 +197,9 @@ def generate_tokens(
         toks.set_position(t + 1, position, segment, active)
 
         c_logits = backend.content_step(toks.position[:, t + 1], toks.segment[:, t + 1], t)
-        content = sample_ids(_guided(c_logits, batch, scale), code_mask, rng, params.temperature, params.top_k, params.top_p, params.greedy)
+        content = sample_ids(
+            _guided(c_logits, batch, scale), code_mask, rng, params.temperature, params.top_k, params.top_p, params.greedy
+        )
         grid = np.where(segment == SEGMENT_COARSE, layout.n_coarse, layout.n_fine)
         content = np.where(position < grid, content, K + 1)  # EOS positions carry the content EOS
         if forced.any():
