@@ -48,6 +48,9 @@ def current_target(trt: Any) -> GpuTarget:
 
 
 def _logger(trt: Any) -> Any:
+    sev = trt.ILogger.Severity
+    keep = tuple(getattr(sev, n) for n in ("INTERNAL_ERROR", "ERROR", "WARNING") if hasattr(sev, n))
+
     class CollectingLogger(trt.ILogger):
         """Keeps warnings and errors so a failed build can say why in one line."""
 
@@ -56,7 +59,7 @@ def _logger(trt: Any) -> Any:
             self.messages: list[str] = []
 
         def log(self, severity: Any, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.WARNING:
+            if severity in keep:  # membership: TensorRT's Severity enum does not promise ordering
                 self.messages.append(str(msg))
 
     return CollectingLogger()

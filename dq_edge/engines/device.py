@@ -218,7 +218,9 @@ class PycudaDevice:
         return int(stream.handle)
 
     def h2d(self, dst: int, src: np.ndarray, stream: Any) -> None:
-        self._cuda.memcpy_htod_async(dst, src, stream)
+        # pycuda's async copy wants page-locked sources; token ids are tiny pageable arrays, and
+        # pycuda streams are blocking, so a synchronous copy is ordered before the next launch
+        self._cuda.memcpy_htod(dst, src)
 
     def d2h(self, dst: np.ndarray, src: int, stream: Any) -> None:
         self._cuda.memcpy_dtoh_async(dst, src, stream)

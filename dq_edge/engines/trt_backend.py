@@ -74,12 +74,23 @@ class TensorRTLoader:
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())  # bytes freed on return
         if engine is None:
             raise ArtifactMismatchError(f"TensorRT could not deserialize {path}", "rebuild it with `dq-edge build-engine`")
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            # all buffers are device buffers at fixed addresses: a shape tensor would need host memory
+            if engine.is_shape_inference_io(name):
+                raise ArtifactMismatchError(
+                    f"input {name} of {path.name} became a TensorRT shape tensor",
+                    "re-export with this dq-edge and run `dq-edge check EXPORT_DIR` (data inputs must not feed shapes)",
+                )
         return engine
 
     def context(self, engine: Any, scratch_ptr: int, scratch_size: int) -> Any:
         strategy = self._trt.ExecutionContextAllocationStrategy.USER_MANAGED
         ctx = engine.create_execution_context(strategy)
-        ctx.set_device_memory(scratch_ptr, scratch_size)
+        if hasattr(ctx, "set_device_memory"):  # TensorRT >= 10.1
+            ctx.set_device_memory(scratch_ptr, scratch_size)
+        else:
+            ctx.device_memory = scratch_ptr
         return ctx
 
 
