@@ -109,6 +109,17 @@ def test_import_reproduces_official_logits(tmp_path, n_classes, capsys):
     assert got_p.shape == ref_p.shape and got_c.shape == ref_c.shape
     assert (got_p - ref_p).abs().max() <= 1e-4
     assert (got_c - ref_c).abs().max() <= 1e-4
+    # the official loss (targets of the official trainer) equals ours
+    cc, fc, cp, fp = streams[:4]
+    lc = cp.shape[1]
+    ce = torch.nn.functional.cross_entropy
+    off_content = ce(ref_c.flatten(0, 1), torch.cat([cc, fc], 1)[:, 1:].flatten(), ignore_index=K)
+    off_coarse = ce(ref_p[:, : lc - 1].flatten(0, 1), cp[:, 1:].flatten(), ignore_index=NC)
+    off_fine = ce(ref_p[:, lc - 1 :].flatten(0, 1), fp.flatten(), ignore_index=NF)
+    with torch.no_grad():
+        terms = tr.loss_terms(t(tokens.content), t(tokens.position), t(tokens.segment))
+    for ours, theirs in ((terms["content"], off_content), (terms["coarse_position"], off_coarse), (terms["fine_position"], off_fine)):
+        assert abs(float(ours) - float(theirs)) <= 1e-4
     cfg_json = json.loads((out / "config.json").read_text())
     assert cfg_json["transformer"]["notes"]["dropped_attn_mask_buffers"] == 3
 
