@@ -233,3 +233,23 @@ def test_torch_backend_dims(tr_class):
     assert {k: getattr(be.dims, k) for k in transformer_dims(tr_class)} == transformer_dims(tr_class)
     with pytest.raises(InputError, match="no VAE"):
         be.decode(np.zeros((1, 4, 4), np.int64))
+
+
+@torch.no_grad()
+def test_greedy_generation_follows_teacher_forced_argmax(tr_class):
+    """The loop + KV backend pick, at every step, the best allowed id of the plain model's
+    teacher-forced logits (no off-by-one in steps, cache rows or masks)."""
+    out = generate(tr_class, 3, classes=[0, 1, 2], greedy=True)
+    pl, cl = tr_class(out.content, out.position, out.segment)
+    for b in range(3):
+        n = int(out.lengths[b])
+        masks = PositionMasks(CLASS, 1, CLASS.position_vocab(1))
+        for t in range(n - 1):
+            pos, seg = int(out.position[b, t + 1]), int(out.segment[b, t + 1])
+            if masks.phase[0] != 1:  # not the forced fine start
+                allowed = torch.from_numpy(masks.allowed_positions()[0].copy())
+                assert pos == int(torch.where(allowed, pl[b, t], -torch.inf).argmax())
+            if pos < CLASS.grid_size(seg):
+                assert int(out.content[b, t + 1]) == int(cl[b, t, : CLASS.n_codes].argmax())
+            masks.advance(np.array([pos]))
+        assert masks.done[0]
