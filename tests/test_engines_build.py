@@ -199,3 +199,26 @@ def test_without_tensorrt_one_line_names_the_cpu_path(export, tmp_path, monkeypa
     assert "TensorRT is not installed" in info.value.message
     assert f"dq-edge run --engine {export.folder} --backend ort-cpu" in info.value.hint
     assert not (tmp_path / "engines").exists()
+
+
+def test_failed_rebuild_leaves_the_previous_folder_intact(monkeypatch, export, tmp_path):
+    out = tmp_path / "engines"
+    cache = out / "orin.timing-cache"  # a file the user keeps inside the engine folder
+    run_build(monkeypatch, export, out, timing_cache=cache)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(DQEdgeError):
+        run_build(monkeypatch, export, out, fail=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engines", "export"]  # no temp folders left
+    run_build(monkeypatch, export, out, only=(POS,), timing_cache=cache)  # an update keeps the user's file
+    assert cache.read_bytes().startswith(before["orin.timing-cache"])
+    verify_engine_files(read_manifest(out), [POS, CON])
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_engine_folder(monkeypatch, export, tmp_path):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.png").write_bytes(b"precious")
+    with pytest.raises(DQEdgeError, match="not an engine folder"):
+        run_build(monkeypatch, export, out)
+    assert (out / "holiday.png").read_bytes() == b"precious" and len(list(out.iterdir())) == 1

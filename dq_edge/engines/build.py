@@ -9,15 +9,17 @@ precision comes from the tensor types of the ONNX file (fp16 tensors, explicit Q
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from dq_edge.atomic import sha256_file, write_bytes
-from dq_edge.engines.manifest import engine_entry, make_manifest, reusable_engines, write_manifest
+from dq_edge.atomic import atomic_dir, sha256_file, write_bytes
+from dq_edge.engines.manifest import MANIFEST_NAME, engine_entry, make_manifest, reusable_engines, write_manifest
 from dq_edge.engines.plan import BuildOptions, ExportSource, GpuTarget, GraphPlan, check_request, make_plan, network_typing
 from dq_edge.engines_probe import gpu_unavailable_reason
-from dq_edge.errors import BackendUnavailableError, ConfigError, DQEdgeError
+from dq_edge.errors import BackendUnavailableError, ConfigError, DQEdgeError, InputError
 
 ORT_CPU_HINT = "on this machine run `dq-edge run --engine {export} --backend ort-cpu` instead"
 
@@ -99,13 +101,44 @@ def _config(trt: Any, builder: Any, options: BuildOptions, plan: GraphPlan, flag
     return config
 
 
+def check_out_folder(out: Path) -> None:
+    """`--out` is new, empty, or an engine folder: never replace a folder of other files."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())):
+        raise InputError(f"{out} exists and is not an engine folder", "pass a new folder to --out, or an engine folder to update")
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link (copy across file systems) what an updated engine folder keeps: other engines,
+    other files a user put there. Files rebuilt now are replaced in `new`, never in `old`."""
+    if not old.is_dir():
+        return
+    for item in old.iterdir():
+        if item.name == MANIFEST_NAME:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, new / item.name, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(item, new / item.name)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def build_engines(
     source: ExportSource,
     options: BuildOptions,
     out: Path,
     on_event: Callable[[str], None] = lambda _msg: None,
 ) -> BuildReport:
+    """Build the engines into a temp sibling of `out` and swap it in at the end: an interrupted or
+    failed build leaves the previous engine folder as it was."""
+    out = Path(out)
     max_batch, _ = check_request(source, options)  # bad flags fail before the TensorRT check
+    check_out_folder(out)
     trt = import_tensorrt(source.folder)
     target = current_target(trt)
     typing = network_typing(target.tensorrt_version, hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"), options.precision)
@@ -113,34 +146,34 @@ def build_engines(
     flags = (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)) if typing.creation_flag else 0
     cache_path = options.timing_cache
     cache_blob = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    manifest = make_manifest(source, options, target, typing, max_batch, {})
+    reusable = reusable_engines(out, manifest)
 
     logger = _logger(trt)
     builder = trt.Builder(logger)
-    out.mkdir(parents=True, exist_ok=True)
     built: dict[str, Path] = {}
     entries: dict[str, dict] = {}
-    for plan in plans:
-        on_event(f"building {plan.engine_file} from {plan.onnx_file.name}")
-        network, _parser = _parse(trt, builder, logger, plan, flags)
-        config = _config(trt, builder, options, plan, typing.builder_flags, cache_blob)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            tail = " | ".join(logger.messages[-3:]) or "no message from TensorRT"
-            raise DQEdgeError(
-                f"TensorRT failed to build {plan.name}: {tail}",
-                "retry with a larger --workspace or a lower --opt-level; `dq-edge check EXPORT_DIR` lists unsupported ops",
-            )
-        path = out / plan.engine_file
-        write_bytes(path, bytes(serialized))
-        del serialized  # do not keep a host copy of the weights (matters on Jetson's shared DRAM)
-        cache_blob = bytes(config.get_timing_cache().serialize())
-        built[plan.name] = path
-        entries[plan.name] = engine_entry(plan, sha256_file(path))
-
+    with atomic_dir(out, overwrite=True) as tmp:
+        _carry_over(out, tmp)
+        for plan in plans:
+            on_event(f"building {plan.engine_file} from {plan.onnx_file.name}")
+            network, _parser = _parse(trt, builder, logger, plan, flags)
+            config = _config(trt, builder, options, plan, typing.builder_flags, cache_blob)
+            serialized = builder.build_serialized_network(network, config)
+            if serialized is None:
+                tail = " | ".join(logger.messages[-3:]) or "no message from TensorRT"
+                raise DQEdgeError(
+                    f"TensorRT failed to build {plan.name}: {tail}",
+                    "retry with a larger --workspace or a lower --opt-level; `dq-edge check EXPORT_DIR` lists unsupported ops",
+                )
+            write_bytes(tmp / plan.engine_file, bytes(serialized))  # replaces a carried-over link, not the old file
+            del serialized  # no host copy of the weights lingers (Jetson: CPU and GPU share the DRAM)
+            cache_blob = bytes(config.get_timing_cache().serialize())
+            built[plan.name] = out / plan.engine_file
+            entries[plan.name] = engine_entry(plan, sha256_file(tmp / plan.engine_file))
+        kept = {g: e for g, e in reusable.items() if g not in entries}
+        manifest["engines"] = {**kept, **entries}
+        write_manifest(tmp, manifest)
     if cache_path:
         write_bytes(cache_path, cache_blob)
-    manifest = make_manifest(source, options, target, typing, max_batch, {})
-    kept = {g: e for g, e in reusable_engines(out, manifest).items() if g not in entries}
-    manifest["engines"] = {**kept, **entries}
-    path = write_manifest(out, manifest)
-    return BuildReport(out, path, built, tuple(kept), target, typing.strongly_typed)
+    return BuildReport(out, out / MANIFEST_NAME, built, tuple(kept), target, typing.strongly_typed)
