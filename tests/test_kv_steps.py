@@ -67,11 +67,11 @@ def test_cached_steps_equal_teacher_forcing(tr, seed, B):
     assert (got_c - ref_c).abs().max() <= TOL
 
 
+@pytest.mark.parametrize("T0", [2, 4, 7, 11])  # before, at and after the coarse/fine switches
 @torch.no_grad()
-def test_prefill_then_steps_equal_teacher_forcing(tr):
+def test_prefill_then_steps_equal_teacher_forcing(tr, T0):
     content, position, segment = _batch(np.random.default_rng(1), 3)
     ref_p, ref_c = tr(content, position, segment)
-    T0 = 4
     out = Prefill(tr)(content[:, :T0], position[:, :T0], segment[:, :T0])
     p_logits, hidden = out[0], out[1]
     n_p = 2 * tr.config.position_layers
