@@ -56,3 +56,30 @@ def test_begin_zeroes_caches_and_rejects_big_batch(probe_step_graphs):
         backend.begin(5)
     with pytest.raises(InputError, match="outside the KV cache"):
         backend.position_step(np.array([5, 6]), np.zeros(2, np.int64), np.zeros(2, np.int64), backend.dims.max_length)
+
+
+def test_real_export_generation_never_moves_buffers():
+    """A whole generation on the tiny exported model: after begin(), no buffer or bound OrtValue
+    changes address, and every bound OrtValue points into one of the preallocated buffers."""
+    import export_helpers
+    from dq_edge.export.manifest import load_export
+    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+
+    info = load_export(export_helpers.tiny_export(), "fp32")
+    backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, threads=1)
+    seen: list[dict[str, int]] = []
+    for method in ("position_step", "content_step"):
+        real = getattr(backend, method)
+
+        def recorded(*args, _real=real):
+            out = _real(*args)
+            seen.append(backend.buffer_addresses())
+            return out
+
+        setattr(backend, method, recorded)
+    tokens = generate_tokens(backend, info.layout, 3, params=SamplingParams(seed=1))
+    assert len(seen) == 2 * (int(tokens.lengths.max()) - 1)
+    assert all(s == seen[0] for s in seen)
+    spans = [(a.ctypes.data, a.ctypes.data + a.nbytes) for bufs in backend._buffers.values() for a in bufs.values()]
+    bound = [v for k, v in seen[0].items() if k.startswith("bound/")]
+    assert bound and all(any(lo <= ptr < hi for lo, hi in spans) for ptr in bound)

@@ -68,6 +68,7 @@ def run_command(
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
 ) -> None:
@@ -94,10 +95,12 @@ def run_command(
             engine, exported_now = ensure_default_export(precision or "fp32")
         if exported_now:
             console.print(f"exported the shipped model to {engine}")
-    opened = open_runtime(engine, backend, precision, threads=threads)
+    opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
     console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
     for note in opened.skipped:
         console.print(f"  skipped {note}", style="dim")
+    for warning in getattr(opened.backend, "warnings", []):
+        console.print(f"  warning: {warning}", style="yellow")
     layout = opened.layout
     per_image_classes = resolve_classes(layout, num, cls, class_list)
     complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None

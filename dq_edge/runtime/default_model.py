@@ -17,10 +17,11 @@ from dq_edge.atomic import sha256_file
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 
 DEFAULT_MAX_BATCH = 8
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model"
 
 
 def shipped_model_folder() -> Path:
-    folder = Path(__file__).resolve().parent.parent / "assets" / "model"
+    folder = SHIPPED_MODEL
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise ConfigError("no shipped model in this installation (dq_edge/assets/model/)", "pass --engine EXPORT_DIR")
     return folder
@@ -53,7 +54,7 @@ def ensure_default_export(precision: str) -> tuple[Path, bool]:
     folder = default_export_folder(precision)
     if cached_export_ok(folder, precision):
         return folder, False
-    missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "onnx") if not _importable(m)]
     if missing:
         raise BackendUnavailableError(
             f"the shipped model must be exported to ONNX once, which needs {' and '.join(missing)} (not installed)",
@@ -66,6 +67,13 @@ def ensure_default_export(precision: str) -> tuple[Path, bool]:
         request.calib_images, request.calib_dataset = _calibration_source(model)
     export_model(request)
     return folder, True
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _calibration_source(model: Path) -> tuple[Path | None, str | None]:

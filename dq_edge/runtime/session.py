@@ -87,7 +87,7 @@ def _open_ort(folder: Path, backend: str, precision: str, threads: int | None, m
     )
 
 
-def _open_trt(folder: Path, precision: str | None) -> Backend:
+def _open_trt(folder: Path, precision: str | None, cuda_graph: bool = False) -> Backend:
     from dq_edge.engines_probe import gpu_unavailable_reason
 
     reason = gpu_unavailable_reason()
@@ -98,7 +98,7 @@ def _open_trt(folder: Path, precision: str | None) -> Backend:
         )
     from dq_edge.engines.trt_backend import TrtBackend  # needs tensorrt + cuda-python
 
-    return TrtBackend(folder, precision=precision)
+    return TrtBackend(folder, precision=precision, cuda_graph=cuda_graph)
 
 
 def _engine_precision(folder: Path) -> tuple[str, str]:
@@ -114,10 +114,14 @@ def open_runtime(
     precision: str | None = None,
     threads: int | None = None,
     max_batch: int | None = None,
+    cuda_graph: bool = False,
 ) -> Runtime:
+    """`cuda_graph` captures each step graph in a CUDA graph (native TensorRT backend only)."""
     folder = Path(folder)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}", f"choose from {', '.join(BACKENDS)}")
+    if cuda_graph and backend.startswith("ort-"):
+        raise UsageError("--cuda-graph applies to the native TensorRT backend only", "omit it, or use --backend trt with an engine folder")
     kind = folder_kind(folder)
     skipped: list[str] = []
 
@@ -134,11 +138,11 @@ def open_runtime(
                 f"pass its export folder instead: --engine {export_folder}",
             )
         try:
-            trt = _open_trt(folder, engine_precision)
+            trt = _open_trt(folder, engine_precision, cuda_graph)
         except BackendUnavailableError as exc:
             if backend == "trt" or not Path(export_folder).is_dir():
                 raise
-            skipped.append(f"trt: {exc.message}")
+            skipped.append(f"trt: {exc.message}" + (" (--cuda-graph ignored)" if cuda_graph else ""))
             opened = open_runtime(export_folder, "auto", engine_precision, threads, max_batch)
             opened.skipped = skipped + opened.skipped
             opened.reason = f"{opened.reason}; engine folder {folder} fell back to its export {export_folder}"
@@ -157,7 +161,10 @@ def open_runtime(
         opened = _open_ort(folder, backend, precision, threads, max_batch)
         return Runtime(opened, kind, folder, precision, opened.layout, f"requested --backend {backend}")
 
-    skipped.append("trt: an ONNX export folder (build engines with `dq-edge build-engine` to use native TensorRT)")
+    skipped.append(
+        "trt: an ONNX export folder (build engines with `dq-edge build-engine` to use native TensorRT)"
+        + (" (--cuda-graph ignored)" if cuda_graph else "")
+    )
     for candidate in ORT_ORDER:
         try:
             opened = _open_ort(folder, candidate, precision, threads, max_batch)

@@ -1,0 +1,72 @@
+"""Backend selection: what `auto` picks and why, engine folders without TensorRT, explicit
+requests that cannot run, the shipped-model cache (without a shipped model)."""
+
+from __future__ import annotations
+
+import pytest
+
+import export_helpers
+from dq_edge.errors import BackendUnavailableError, ConfigError, UsageError
+from dq_edge.runtime.session import folder_kind, open_runtime
+
+
+def _engine_folder(tmp_path):
+    from dq_edge.engines.plan import export_source
+    from engines_fakes import fake_engine_folder
+
+    return fake_engine_folder(tmp_path / "engines", export_source(export_helpers.tiny_export(), "fp32"))
+
+
+def test_auto_on_export_folder_picks_ort_cpu_and_says_why():
+    opened = open_runtime(export_helpers.tiny_export(), "auto", threads=1)
+    assert opened.backend.name == "ort-cpu" and opened.precision == "fp32" and opened.kind == "export"
+    assert opened.reason.startswith("auto: ort-cpu")
+    skipped = " | ".join(opened.skipped)
+    assert skipped.startswith("trt: an ONNX export folder")
+    assert "ort-trt: ONNX Runtime here has no TensorrtExecutionProvider" in skipped
+    assert "ort-cuda: ONNX Runtime here has no CUDAExecutionProvider" in skipped
+
+
+def test_precision_choice():
+    assert open_runtime(export_helpers.tiny_export(), "ort-cpu", "int8", threads=1).backend.precision == "int8"
+    with pytest.raises(UsageError, match="unknown precision"):
+        open_runtime(export_helpers.tiny_export(), "ort-cpu", "fp8")
+    with pytest.raises(UsageError, match="unknown backend"):
+        open_runtime(export_helpers.tiny_export(), "onnx")
+
+
+def test_engine_folder_without_tensorrt(tmp_path):
+    engines = _engine_folder(tmp_path)
+    assert folder_kind(engines) == "engine" and folder_kind(export_helpers.tiny_export()) == "export"
+    # auto: native TensorRT is unavailable here -> the engine folder's own export on ORT
+    opened = open_runtime(engines, "auto", threads=1)
+    assert opened.backend.name == "ort-cpu" and opened.folder == export_helpers.tiny_export()
+    assert opened.skipped[0].startswith("trt: the TensorRT backend cannot run here")
+    assert "fell back to its export" in opened.reason
+    with pytest.raises(BackendUnavailableError, match="TensorRT") as info:
+        open_runtime(engines, "trt")
+    assert "ort-cpu" in info.value.one_line()
+    with pytest.raises(UsageError, match="engine folder") as info:
+        open_runtime(engines, "ort-cpu")
+    assert str(export_helpers.tiny_export()) in info.value.one_line()
+    with pytest.raises(UsageError, match="--cuda-graph"):
+        open_runtime(export_helpers.tiny_export(), "ort-cpu", cuda_graph=True)
+
+
+def test_shipped_model_export_cache(monkeypatch, tmp_path):
+    from dq_edge.runtime import default_model
+
+    monkeypatch.setattr(default_model, "SHIPPED_MODEL", tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="no shipped model") as info:
+        default_model.ensure_default_export("fp32")
+    assert "--engine" in info.value.one_line()
+
+    monkeypatch.setattr(default_model, "SHIPPED_MODEL", export_helpers.tiny_model_folder())
+    monkeypatch.setenv("DQ_EDGE_CACHE", str(tmp_path / "cache"))
+    folder, exported = default_model.ensure_default_export("fp32")
+    assert exported and folder.parent.parent == tmp_path / "cache" and (folder / "manifest.json").is_file()
+    assert default_model.ensure_default_export("fp32") == (folder, False)  # cached: no second export
+    with open(folder / "decoder.fp32.onnx", "ab") as fh:  # a damaged cache is exported again
+        fh.write(b"x")
+    assert default_model.ensure_default_export("fp32") == (folder, True)
+    assert default_model.cached_export_ok(folder, "fp32")
