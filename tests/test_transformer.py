@@ -104,7 +104,8 @@ def test_save_load_round_trip_and_update(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     tr2 = build_transformer("tiny", layout, seed=2)
     save_transformer(tr2, folder)
-    assert json.loads((folder / "config.json").read_text())["data"] == {"name": "kept"}
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["data"] == {"name": "kept"} and TokenLayout.from_dict(saved["tokens"]) == layout
     torch.testing.assert_close(load_transformer(folder)(c, p, s), tr2(c, p, s), rtol=0, atol=0)
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dq_edge.atomic import write_json
 from dq_edge.errors import CheckpointError, ConfigError
 from dq_edge.models.folder import CONFIG_NAME, read_config, read_tensors, update_model_folder, write_model_folder
 from dq_edge.models.transformer_config import TransformerConfig
@@ -216,6 +217,10 @@ def save_transformer(tr: StackedTransformer, folder: str | Path, overwrite: bool
     section, tensors = transformer_state(tr)
     if (folder / CONFIG_NAME).is_file():
         update_model_folder(folder, "transformer", section, tensors)
+        cfg = read_config(folder)
+        if not cfg.get("tokens") or TokenLayout.from_dict(cfg["tokens"]) != tr.layout:  # the folder's layout is now the transformer's (classes)
+            cfg["tokens"] = tr.layout.to_dict()
+            write_json(folder / CONFIG_NAME, cfg)
         return folder
     prefixed = {f"transformer.{k}": v for k, v in tensors.items()}
     config = {"vae": None, "transformer": section, "tokens": tr.layout.to_dict()}
