@@ -74,6 +74,8 @@ def compare_command(
     if batch < 1:
         raise UsageError(f"--batch {batch} must be >= 1", "e.g. --batch 2")
 
+    if manifest is not None:
+        batch = min(batch, manifest.max_batch)  # the engines' profiles end at their max batch
     report = compare_graphs(source, graphs, second, batch=batch, seed=seed)
     console = Console()
     console.print(_table(report, precision, note))

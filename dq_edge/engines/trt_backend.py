@@ -150,6 +150,7 @@ class TrtBackend:
                 raise ArtifactMismatchError(f"engine {g} has IO {sorted(names)}, expected {sorted(spec_names)}", manifest.rebuild_hint())
         self._stream = self._dev.create_stream()
         self._handle = self._dev.stream_handle(self._stream)
+        self._in_dtype = {(g, t.name): np.dtype(t.dtype) for g, s in self.specs.items() for t in s.inputs}
         self._slots: dict[str, int] = {}  # slot -> device pointer
         self._host: dict[str, HostBuffer] = {}  # slot -> page-locked host buffer (host outputs only)
         self._allocate()
@@ -205,8 +206,7 @@ class TrtBackend:
 
     # -- helpers -------------------------------------------------------------------------------
     def _put(self, graph: str, tensor: str, value: np.ndarray) -> None:
-        spec = next(t for t in self.specs[graph].inputs if t.name == tensor)
-        arr = np.ascontiguousarray(value, dtype=np.dtype(spec.dtype))
+        arr = np.ascontiguousarray(value, dtype=self._in_dtype[graph, tensor])
         self._dev.h2d(self._slots[slot_name(graph, tensor)], arr, self._stream)
 
     def _fetch(self, graph: str, tensor: str, shape: tuple[int, ...]) -> np.ndarray:
