@@ -18,6 +18,7 @@ from dq_edge.models import load_vae
 from dq_edge.models.official_stage1 import stage1_from_state_dict
 from dq_edge.models.routers import region_entropy, entropy_bins
 from dq_edge.models.vae_config import PRESETS
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 
 def structured_images(n: int = 3, seed: int = 1) -> torch.Tensor:

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from dq_edge.errors import CheckpointError, ConfigError
 from dq_edge.models import build_vae, load_vae, save_vae
 from dq_edge.models.folder import read_config
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 
 def _x(n=2):

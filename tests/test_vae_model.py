@@ -10,6 +10,7 @@ from dq_edge.models import build_vae
 from dq_edge.models.quantizer import VectorQuantizer
 from dq_edge.models.routers import EntropyRouter, entropy_bins, percentile_thresholds, region_entropy
 from dq_edge.models.vae_config import PRESETS, VAEConfig
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 
 def images(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -10,6 +10,7 @@ from PIL import Image
 from dq_edge.cli.main import main
 from dq_edge.models import build_vae, save_vae
 from dq_edge.models.reconstruct import bundled_samples, grain_overlay
+from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 
 def test_bundled_samples_are_64px_rgb():
