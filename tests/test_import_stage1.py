@@ -262,3 +262,28 @@ def test_official_dims_parameter_counts():
         counts = {name: sum(p.numel() for p in build_vae(name).parameters()) for name in ("imagenet256-dual", "imagenet256-dual-entropy")}
     assert counts == {"imagenet256-dual": 48_098_437, "imagenet256-dual-entropy": 47_833_731}
     assert PRESETS["imagenet256-dual"].fine_hw == (32, 32) and PRESETS["imagenet256-dual"].coarse_hw == (16, 16)
+
+
+def test_lightning_objects_beside_weights_are_stubbed_not_imported(tmp_path, monkeypatch):
+    """Lightning checkpoints pickle callback classes etc. next to the weights; a weights-only
+    load refuses them, so they are replaced by inert stubs (the module is gone at load time)."""
+    import sys
+    import types
+
+    from dq_edge.models.official_stage1 import read_checkpoint
+
+    mod = types.ModuleType("fake_lightning_callbacks")
+
+    class ModelCheckpoint:
+        def __init__(self):
+            self.dirpath = "ckpts"
+
+    ModelCheckpoint.__module__ = mod.__name__
+    ModelCheckpoint.__qualname__ = "ModelCheckpoint"
+    mod.ModelCheckpoint = ModelCheckpoint
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    sd = ref.random_official_state_dict(ref.TINY_PARAMS, with_feature_router=True)
+    torch.save({"callbacks": {ModelCheckpoint: {"best": torch.tensor(1.0)}}, "obj": ModelCheckpoint(), "state_dict": sd}, tmp_path / "pl.ckpt")
+    monkeypatch.delitem(sys.modules, mod.__name__)
+    loaded = read_checkpoint(tmp_path / "pl.ckpt")
+    assert sorted(loaded) == sorted(sd) and torch.equal(loaded["quant_conv.weight"], sd["quant_conv.weight"])

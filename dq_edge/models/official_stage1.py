@@ -9,6 +9,7 @@ them). Training-only `loss.*` tensors (LPIPS, discriminator) are dropped.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -219,18 +220,54 @@ def stage1_from_state_dict(
     return section, tensors, extra
 
 
+class _InertStub:
+    """Stands in for a class a Lightning checkpoint pickled outside its weights (callback types,
+    hyper-parameter containers). Accepts any construction args and runs no foreign code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+MAX_STUBBED_GLOBALS = 32
+
+
+def _load_weights_only(path: Path) -> Any:
+    """torch.load(weights_only=True); globals it refuses (e.g. pytorch_lightning callback
+    classes beside the weights) are replaced by inert stubs, never imported or called."""
+    stubs: list[tuple[type, str]] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(stubs):
+                return torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+            found = _UNSUPPORTED_GLOBAL.search(str(exc))
+            name = found.group(1) if found else None
+            if name is None or name.startswith("torch.") or len(stubs) >= MAX_STUBBED_GLOBALS:
+                first = f"unsupported pickled global {name}" if name else _short_reason(exc)
+                raise CheckpointError(
+                    f"cannot read checkpoint {path}: {first}",
+                    "the file is corrupt or not a torch checkpoint; if it loads in the official code, re-save "
+                    "{'state_dict': ckpt['state_dict']} there with torch.save",
+                ) from exc
+            stubs.append((type(name.rsplit(".", 1)[-1], (_InertStub,), {}), name))
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    inner = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    line = inner.group(1) if inner else (text.splitlines()[0].split(". ")[0] if text else type(exc).__name__)
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """Lightning .ckpt (or a bare state dict) -> state dict, without unpickling code."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the --ckpt path")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {first}",
-            "the file is corrupt or holds pickled objects other than tensors; re-save only its state_dict with torch.save",
-        ) from exc
+    obj = _load_weights_only(path)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path} holds no state_dict of tensors", "pass a Lightning .ckpt of the official DQ code")
