@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         calib_dataset: str = typer.Option(None, "--calib-dataset", help="int8: built-in dataset name (emoji64, fmnist) for calibration."),
         calib_num: int = typer.Option(32, "--calib-num", help="int8: number of calibration images."),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17: LayerNormalization as one op)."),
-        exporter: str = typer.Option("legacy", "--exporter", help="torch.onnx exporter: legacy (TorchScript) or dynamo."),
+        exporter: str = typer.Option("legacy", "--exporter", help="torch.onnx exporter: legacy (TorchScript tracing, fast) or dynamo (torch.export, smaller graphs, ~5x slower)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing, different export in --out."),
     ) -> None:
         """Export every graph (encoder, dgc, decoder, transformer steps, prefill) per precision."""

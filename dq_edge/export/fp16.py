@@ -112,6 +112,7 @@ def _convert(model: onnx.ModelProto, spec: GraphSpec) -> onnx.ModelProto:
 def convert_fp16(src: Path, dst: Path, spec: GraphSpec) -> onnx.ModelProto:
     """Convert the fp32 file `src` of graph `spec.name` into `dst`; IO as in the fp16 `spec`."""
     model = onnx.load(str(src))
+    del model.graph.value_info[:]  # stale fp32 annotations (dynamo writes them) would contradict the new types
     _name_nodes(model)
     if spec.name in FULL_FP32_GRAPHS:
         out = fp16_inputs_only(model, [t.name for t in spec.inputs if t.dtype == FLOAT16])
