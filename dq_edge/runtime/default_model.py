@@ -64,7 +64,7 @@ def ensure_default_export(precision: str) -> tuple[Path, bool]:
 
     request = ExportRequest(model=model, out=folder, precisions=[precision], max_batch=DEFAULT_MAX_BATCH, force=True)
     if precision == "int8":
-        request.calib_images, request.calib_dataset = _calibration_source(model)
+        request.calib_images, request.calib_dataset, request.calib_num = _calibration_source(model)
     export_model(request)
     return folder, True
 
@@ -76,14 +76,15 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _calibration_source(model: Path) -> tuple[Path | None, str | None]:
-    """int8 calibration for the shipped model: its training dataset when named in config.json,
-    else the sample images shipped beside it."""
-    config = json.loads((model / "config.json").read_text())
-    dataset = (config.get("data") or {}).get("dataset") or (config.get("data") or {}).get("name")
-    if dataset:
-        return None, str(dataset)
+def _calibration_source(model: Path) -> tuple[Path | None, str | None, int]:
+    """int8 calibration for the shipped model: the sample images installed beside it (always
+    present, of the model's size), else its training dataset named in config.json (needs
+    `dq-edge data prepare NAME`)."""
     samples = model.parent / "samples"
-    if samples.is_dir():
-        return samples, None
+    pictures = sorted(samples.glob("*.png")) if samples.is_dir() else []
+    if pictures:
+        return samples, None, len(pictures)
+    data = json.loads((model / "config.json").read_text()).get("data") or {}
+    if data.get("dataset"):
+        return None, str(data["dataset"]), 32
     raise ConfigError("the shipped model names no calibration data for int8", "pass --engine with an int8 export")
