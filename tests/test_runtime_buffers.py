@@ -83,3 +83,24 @@ def test_real_export_generation_never_moves_buffers():
     spans = [(a.ctypes.data, a.ctypes.data + a.nbytes) for bufs in backend._buffers.values() for a in bufs.values()]
     bound = [v for k, v in seen[0].items() if k.startswith("bound/")]
     assert bound and all(any(lo <= ptr < hi for lo, hi in spans) for ptr in bound)
+
+
+def test_hidden_as_ort_allocated_value_matches_host_buffer():
+    """The GPU providers' path (hidden = an ORT-allocated OrtValue bound to both step graphs and
+    filled by prefill via update_inplace), exercised on the CPU provider: same tokens as the
+    host-buffer path, with completion (prefill) and plain sampling."""
+    import export_helpers
+    from dq_edge.export.manifest import load_export
+    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.runtime.pipeline import RunRequest, generate_images
+
+    info = load_export(export_helpers.tiny_export(), "fp32")
+    request = RunRequest(3, 3, None, SamplingParams(seed=2), export_helpers.images(1, seed=5), keep_ratio=0.3)
+    results = []
+    for on_device in (False, True):
+        backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, threads=1)
+        backend.hidden_on_device = on_device
+        results.append(generate_images(backend, info.layout, request))
+        assert bool(backend._hidden_device) == on_device
+    np.testing.assert_array_equal(results[0].tokens.content, results[1].tokens.content)
+    np.testing.assert_array_equal(results[0].tokens.position, results[1].tokens.position)

@@ -108,6 +108,8 @@ class OrtBackend:
         if threads:
             self._options.intra_op_num_threads = threads
         self._device = ("cpu", 0) if provider == "cpu" else ("cuda", device_id)
+        # GPU providers: `hidden` is an ORT-allocated device OrtValue the host never reads
+        self.hidden_on_device = provider != "cpu"
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._times: dict[str, list[float]] = {
             s: [] for s in ("encoder", "dgc", "position_step", "content_step", "prefill", "decoder")
@@ -164,7 +166,7 @@ class OrtBackend:
         return value
 
     def _hidden_value(self, batch: int) -> ort.OrtValue:
-        if self.provider == "cpu":
+        if not self.hidden_on_device:
             return self._value(self._buffers["transformer_position_step"]["hidden"][:batch])
         if batch not in self._hidden_device:
             spec = self.specs["transformer_position_step"].output("hidden")
@@ -254,7 +256,7 @@ class OrtBackend:
                     present = outputs[f"{stack}_present_{name[len('past_'):]}"]  # [b, H, rows, D]
                     bufs[name][:b, :, :rows, :] = present
         hidden = outputs["hidden"]
-        if self.provider == "cpu":
+        if not self.hidden_on_device:
             self._buffers["transformer_position_step"]["hidden"][:b] = hidden
         else:
             self._hidden_value(b).update_inplace(np.ascontiguousarray(hidden))
