@@ -142,3 +142,15 @@ def test_load_export_errors(tmp_path):
     with pytest.raises(UsageError):
         parse_precisions("fp32,bf16")
     assert parse_precisions("int8, FP32") == ["fp32", "int8"]
+
+
+def test_manifest_reader_and_drivers_are_torch_free():
+    """The runtime imports dq_edge.export (manifest) on devices without torch or onnx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dq_edge.export, dq_edge.export.manifest, dq_edge.export.drive, dq_edge.export.accuracy;"
+        "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -96,3 +96,19 @@ def test_psnr():
     a = np.zeros((1, 3, 4, 4), np.float32)
     assert psnr(a, a) == float("inf")
     assert psnr(a, a + 0.02) == pytest.approx(10 * np.log10(4 / 0.0004))
+
+
+def test_calibration_feeds_spread_over_steps_within_budget(monkeypatch):
+    """Step inputs (KV caches included) are sampled from real sequences under a feed budget,
+    the same steps for both stacks."""
+    import dq_edge.export.int8 as int8
+
+    monkeypatch.setattr(int8, "MAX_FEEDS_PER_GRAPH", 5)
+    info = load_export(tiny_export(), "fp32")
+    calib = int8.collect_feeds(info.files, info.dims, info.layout, images(3, seed=30), batch=2)
+    pos, con = calib.feeds["transformer_position_step"], calib.feeds["transformer_content_step"]
+    assert 3 <= len(pos) <= 6 and len(con) == len(pos)
+    assert [f["step"][0] for f in pos] == [f["step"][0] for f in con]
+    assert len({int(f["step"][0]) for f in pos}) > 1  # different steps, not only the first
+    assert any(np.abs(f["past_key.0"]).max() > 0 for f in pos)  # filled caches, not zeros
+    assert len(calib.feeds["encoder"]) == 2 and len(calib.feeds["transformer_prefill"]) == 3

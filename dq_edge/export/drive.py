@@ -69,14 +69,15 @@ def teacher_forced_steps(
     for t in range(length - 1):
         step = np.array([t], dtype=np.int64)
         feed = {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": step, **pos_cache}
+        keep = record is not None and record(t)  # asked once per step: the predicate may count calls
         res = run(position_step, feed)
-        if record is not None and record(t):
+        if keep:
             out.position_feeds.append({k: v.copy() for k, v in feed.items()})
         _store_rows(pos_cache, res, t)
         pos_logits.append(res["position_logits"])
         cfeed = {"hidden": res["hidden"], "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": step, **con_cache}
         cres = run(content_step, cfeed)
-        if record is not None and record(t):
+        if keep:
             out.content_feeds.append({k: v.copy() for k, v in cfeed.items()})
         _store_rows(con_cache, cres, t)
         con_logits.append(cres["content_logits"])

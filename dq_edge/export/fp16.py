@@ -48,7 +48,7 @@ FP32_OPS = (
 FULL_FP32_GRAPHS = ("dgc",)
 
 
-def _name_nodes(model: onnx.ModelProto) -> None:
+def name_nodes(model: onnx.ModelProto) -> None:
     """The converter's node block list works by name; give unnamed nodes a stable one."""
     for i, node in enumerate(model.graph.node):
         if not node.name:
@@ -113,7 +113,7 @@ def convert_fp16(src: Path, dst: Path, spec: GraphSpec) -> onnx.ModelProto:
     """Convert the fp32 file `src` of graph `spec.name` into `dst`; IO as in the fp16 `spec`."""
     model = onnx.load(str(src))
     del model.graph.value_info[:]  # stale fp32 annotations (dynamo writes them) would contradict the new types
-    _name_nodes(model)
+    name_nodes(model)
     if spec.name in FULL_FP32_GRAPHS:
         out = fp16_inputs_only(model, [t.name for t in spec.inputs if t.dtype == FLOAT16])
     else:

@@ -33,7 +33,7 @@ from onnxruntime.quantization import (
 
 from dq_edge.errors import DQEdgeError, InputError
 from dq_edge.export.drive import Feed, cpu_session, run, teacher_forced_steps, token_sequences
-from dq_edge.export.fp16 import _name_nodes
+from dq_edge.export.fp16 import name_nodes
 from dq_edge.graph_io import GraphDims
 from dq_edge.tokens import TokenLayout
 
@@ -142,7 +142,7 @@ def quantize_graph(src: Path, dst: Path, feeds: list[Feed], graph: str) -> dict:
     if not feeds:
         raise DQEdgeError(f"no calibration data for graph {graph}", "pass --calib-images with a few images of the model's size")
     model = onnx.load(str(src))
-    _name_nodes(model)
+    name_nodes(model)
     nodes = weight_nodes(model)
     named = dst.with_suffix(".named.onnx")
     onnx.save(model, str(named))

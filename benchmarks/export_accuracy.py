@@ -1,0 +1,155 @@
+"""fp16 / int8 accuracy and ONNX Runtime CPU speed versus fp32 for one model (issue 5, item 4).
+
+    python benchmarks/export_accuracy.py MODEL [--calib SPEC] [--eval SPEC] [--num-eval N]
+        [--calib-num N] [--threads T] [--repeats R] [--out-dir benchmarks/results]
+
+MODEL is a model folder, or a preset name (`tiny`, `emoji64`) for a randomly initialised
+VAE + transformer with fixed seeds: such numbers are labelled "random-init" everywhere, since
+a random model's near-uniform logits make greedy agreement a harsher test than a trained
+model's. The model is exported (fp32, fp16, int8) into a temp folder with the export library;
+int8 is calibrated on --calib images, the metrics are measured on disjoint --eval images.
+Default images: emoji-64 train/test when the model is 64 px and `dq-edge data prepare emoji64`
+was run, else the bundled sample images (center-cropped and resized; first half calibration,
+second half evaluation).
+Writes benchmarks/results/export_accuracy-<model>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "dq_edge" / "assets" / "samples"
+
+
+def build_model(spec: str, folder: Path) -> tuple[Path, str]:
+    """A model folder and its label."""
+    if Path(spec).is_dir():
+        return Path(spec), f"model folder {spec}"
+    from dq_edge.models.transformer import build_transformer, save_transformer
+    from dq_edge.models.vae import build_vae, save_vae
+
+    vae = build_vae(spec, seed=0)
+    save_vae(vae, folder)
+    save_transformer(build_transformer(spec, vae.token_layout(), seed=1), folder)
+    return folder, f"{spec} preset, random-init (seeds 0/1), untrained"
+
+
+def image_sets(size: int, calib: str | None, evals: str | None, calib_num: int, num_eval: int):
+    """(calibration folder or dataset name, its source label, eval images float32 [N,3,H,W])."""
+    from dq_edge.data.batches import to_float
+    from dq_edge.data.registry import load_dataset
+
+    if calib or evals:
+        cal = load_dataset(calib or evals, split="train", image_size=size)
+        ev = load_dataset(evals or calib, split="test" if not Path(evals or calib).is_dir() else "all", image_size=size)
+        return calib or evals, to_float(ev.subset(num_eval).images), f"calibration {calib or evals}, eval {evals or calib}"
+    try:
+        load_dataset("emoji64", split="train", image_size=size)
+        ev = load_dataset("emoji64", split="test", image_size=size).subset(num_eval)
+        return "emoji64", to_float(ev.images), f"emoji64 train (calibration, first {calib_num}) / test (eval, first {len(ev)})"
+    except Exception:  # noqa: BLE001 - not prepared or another size: fall back to the samples
+        pass
+    samples = load_dataset(str(SAMPLES), split="all", image_size=size)
+    half = len(samples) // 2
+    cal_dir = Path(tempfile.mkdtemp(prefix="calib-"))
+    from PIL import Image
+
+    for i, img in enumerate(samples.images[:half]):
+        Image.fromarray(img).save(cal_dir / f"{i}.png")
+    ev = to_float(samples.images[half:])
+    return str(cal_dir), ev, f"bundled samples resized to {size}px: {half} calibration, {len(ev)} eval"
+
+
+def to_markdown(result: dict) -> str:
+    lines = [
+        f"# Export accuracy: {result['model']}",
+        "",
+        f"- model: {result['label']}",
+        f"- images: {result['images_source']}",
+        f"- ONNX Runtime {result['onnxruntime']} CPU, {result['threads']} thread(s), {result['machine']}",
+        f"- command: `{result['command']}`",
+        f"- fp32 reconstruction PSNR: {result['report']['fp32_reconstruction_psnr']:.2f} dB",
+        "",
+        "| precision | max logit err (pos / content) | greedy agreement | decoder PSNR vs fp32 | recon PSNR drop | code agreement |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p, e in result["report"]["precisions"].items():
+        t = e.get("tokens", {})
+        lines.append(
+            f"| {p} | {t.get('position_max_logit_error', float('nan')):.4f} / {t.get('content_max_logit_error', float('nan')):.4f} "
+            f"| {100 * t.get('greedy_agreement', float('nan')):.2f} % ({t.get('position_rows', 0) + t.get('content_rows', 0)} rows) "
+            f"| {e['decoder_psnr_vs_fp32']:.2f} dB | {e['reconstruction_psnr_drop']:.3f} dB | {100 * e['code_agreement']:.2f} % |"
+        )
+    lines += ["", "CPU speed (median ms per call, same inputs, measured alternately in one run):", ""]
+    lines += ["| precision | graph | fp32 ms | ms | speed-up |", "|---|---|---|---|---|"]
+    for p, e in result["report"]["precisions"].items():
+        for g, s in e["cpu_speed"].items():
+            lines.append(f"| {p} | {g} | {s['fp32_ms']:.3f} | {s['ms']:.3f} | {s['speedup']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="model folder or preset (tiny, emoji64) for a random-init model")
+    ap.add_argument("--calib", help="calibration images: dataset name or folder")
+    ap.add_argument("--eval", dest="evals", help="evaluation images: dataset name or folder")
+    ap.add_argument("--calib-num", type=int, default=32)
+    ap.add_argument("--num-eval", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+
+    import onnxruntime
+
+    from dq_edge.export.accuracy import accuracy_report
+    from dq_edge.export.graphs import load_models
+    from dq_edge.export.pipeline import ExportRequest, export_model
+
+    with tempfile.TemporaryDirectory(prefix="export-accuracy-") as tmp:
+        model, label = build_model(args.model, Path(tmp) / "model")
+        size = load_models(model).image_size
+        calib, eval_images, source = image_sets(size, args.calib, args.evals, args.calib_num, args.num_eval)
+        is_dataset = not Path(calib).is_dir()
+        req = ExportRequest(
+            model=model, out=Path(tmp) / "export", precisions=["fp32", "fp16", "int8"], max_batch=args.max_batch,
+            calib_dataset=calib if is_dataset else None, calib_images=None if is_dataset else Path(calib),
+            calib_num=args.calib_num,
+        )
+        t0 = time.perf_counter()
+        export_model(req, progress=lambda m: print(m, file=sys.stderr))
+        export_s = time.perf_counter() - t0
+        report = accuracy_report(req.out, eval_images, ["fp16", "int8"], repeats=args.repeats, threads=args.threads)
+    name = Path(args.model).name if Path(args.model).is_dir() else args.model
+    result = {
+        "model": name,
+        "label": label,
+        "images_source": source,
+        "export_seconds": export_s,
+        "onnxruntime": onnxruntime.__version__,
+        "threads": args.threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()}".strip(),
+        "command": "python benchmarks/export_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "report": report,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    from dq_edge.atomic import write_json, write_text
+
+    write_json(args.out_dir / f"export_accuracy-{name}.json", result)
+    write_text(args.out_dir / f"export_accuracy-{name}.md", to_markdown(result))
+    print(to_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
