@@ -87,8 +87,9 @@ class TensorRTLoader:
     def context(self, engine: Any, scratch_ptr: int, scratch_size: int) -> Any:
         strategy = self._trt.ExecutionContextAllocationStrategy.USER_MANAGED
         ctx = engine.create_execution_context(strategy)
-        if hasattr(ctx, "set_device_memory"):  # TensorRT >= 10.1
-            ctx.set_device_memory(scratch_ptr, scratch_size)
+        setter = getattr(ctx, "set_device_memory", None) or getattr(ctx, "set_device_memory_v2", None)
+        if setter is not None:  # (memory, size): TensorRT >= 10.1
+            setter(scratch_ptr, scratch_size)
         else:
             ctx.device_memory = scratch_ptr
         return ctx
