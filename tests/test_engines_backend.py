@@ -231,3 +231,50 @@ def test_shared_loop_drives_trt_backend_like_the_ort_backend(tmp_path):
         np.testing.assert_allclose(la, lb, rtol=1e-6)
     for field in ("content", "position", "segment"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_tensorrt_loader_calls(monkeypatch, tmp_path):
+    """TensorRTLoader against a stand-in `tensorrt` module: bytes in, shared scratch memory set
+    with (pointer, size), shape-tensor inputs refused with the re-export hint."""
+    import sys
+    import types
+
+    from dq_edge.engines.trt_backend import TensorRTLoader
+
+    calls = []
+
+    class Engine:
+        num_io_tensors = 2
+
+        def __init__(self, blob):
+            self.blob = blob
+
+        def get_tensor_name(self, i):
+            return ["step", "out"][i]
+
+        def is_shape_inference_io(self, name):
+            return self.blob == b"shapey" and name == "step"
+
+        def create_execution_context(self, strategy):
+            calls.append(("context", strategy))
+            return types.SimpleNamespace(set_device_memory=lambda ptr, size: calls.append(("memory", ptr, size)))
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.3.0.30"
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda blob: Engine(blob) if blob else None)
+    trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(USER_MANAGED="user")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+
+    loader = TensorRTLoader()
+    good, bad, empty = tmp_path / "good.plan", tmp_path / "bad.plan", tmp_path / "empty.plan"
+    good.write_bytes(b"ok")
+    bad.write_bytes(b"shapey")
+    empty.write_bytes(b"")
+    engine = loader.load(good)
+    loader.context(engine, 4096, 512)
+    assert calls == [("context", "user"), ("memory", 4096, 512)]
+    with pytest.raises(ArtifactMismatchError, match="became a TensorRT shape tensor"):
+        loader.load(bad)
+    with pytest.raises(ArtifactMismatchError, match="could not deserialize"):
+        loader.load(empty)
