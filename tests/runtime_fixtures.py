@@ -18,6 +18,13 @@ from dq_edge.graph_io import GraphDims, GraphSpec, graph_specs
 from dq_edge.tokens import TokenLayout
 import export_helpers
 
+try:  # tiny models: extra torch threads only add contention on the shared 2-core machine
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+
 
 def probe_dims() -> tuple[GraphDims, TokenLayout]:
     layout = TokenLayout(n_codes=8, coarse_hw=(2, 2), fine_hw=(4, 4))
