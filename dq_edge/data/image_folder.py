@@ -71,6 +71,9 @@ def load_image_folder(root: str | Path, image_size: int | None = None, split: st
     if not arrays:
         raise InputError(f"none of the {len(files)} image files under {root} could be read", "check that they are valid images")
     images = np.stack(arrays)  # [N, H, W, 3]
+    meta = {"source": "image folder", "root": str(root)}
+    if image_size is not None:
+        meta["preprocessing"] = f"RGB on white, center-cropped to square and resized (bicubic) to {image_size}x{image_size}"
     return ImageSet(
         images,
         np.asarray(labels, np.int64) if labelled else None,
@@ -78,5 +81,5 @@ def load_image_folder(root: str | Path, image_size: int | None = None, split: st
         name=str(root),
         split=split,
         skipped=skipped,
-        meta={"source": "image folder", "root": str(root)},
+        meta=meta,
     )
