@@ -9,6 +9,7 @@ the numbers. They prove nothing about TensorRT or CUDA themselves: the GPU tests
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -351,3 +352,105 @@ class Recorder:
             return out
 
         return wrapped
+
+
+def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None):
+    """A stand-in `tensorrt` module for the builder: records the calls in `log` (see test_engines_build)."""
+    import onnx
+
+    log = [] if log is None else log
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+
+    class Severity:
+        ERROR, WARNING, INFO = 1, 2, 3
+
+    class ILogger:
+        def __init__(self):
+            pass
+
+    ILogger.Severity = Severity
+    trt.ILogger = ILogger
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(**({"STRONGLY_TYPED": 1} if strongly_typed_flag else {}))
+    trt.BuilderFlag = types.SimpleNamespace(**({} if version.startswith("11") else {"FP16": 0, "INT8": 1}))
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+
+    class Network:
+        def __init__(self, flags):
+            self.flags, self.inputs = flags, []
+            log.append(("create_network", flags))
+
+        @property
+        def num_inputs(self):
+            return len(self.inputs)
+
+        def get_input(self, i):
+            return types.SimpleNamespace(name=self.inputs[i])
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network, self.num_errors = network, 0
+
+        def parse_from_file(self, path):
+            model = onnx.load(path)
+            self.network.inputs = [i.name for i in model.graph.input]
+            self.network.onnx = Path(path).name
+            return True
+
+    class Cache:
+        def __init__(self, blob):
+            self.blob = blob
+
+        def serialize(self):
+            return self.blob + b"+"
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles, self.cache = [], [], None
+
+        def set_memory_pool_limit(self, pool, size):
+            log.append(("workspace", pool, size))
+
+        def set_flag(self, flag):
+            self.flags.append(flag)
+            log.append(("set_flag", flag))
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+
+        def create_timing_cache(self, blob):
+            log.append(("create_timing_cache", bytes(blob)))
+            return Cache(bytes(blob))
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Profile(dict):
+        def set_shape(self, name, lo, opt, hi):
+            self[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags):
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            log.append(("build", network.onnx, config.builder_optimization_level, dict(config.profiles[0]), list(config.flags)))
+            if fail:
+                self.logger.log(Severity.ERROR, "out of workspace")
+                return None
+            return memoryview(f"engine<{network.onnx}>".encode())
+
+    trt.OnnxParser, trt.Builder = OnnxParser, Builder
+    return trt, log

@@ -87,10 +87,9 @@ def test_compare_feeds_every_graph_valid_inputs(precision):
 
 
 def test_fake_tensorrt_build_plans_all_six_graphs(tmp_path, monkeypatch):
-    from test_engines_build import fake_tensorrt
+    from engines_fakes import TARGET, fake_tensorrt
 
     from dq_edge.engines import build as build_mod
-    from engines_fakes import TARGET
 
     trt, log = fake_tensorrt("10.3.0.30")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
