@@ -1,5 +1,5 @@
 """The runtime works where torch cannot be imported: `dq-edge run` in a subprocess whose import
-system raises on `torch`, on the tiny export (fp32 and int8), and its tokens equal the
+system raises on `torch`, on the tiny export (fp32, fp16 and int8), and its tokens equal the
 in-process runtime's tokens for the same seed."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def run_without_torch(args: list[str]) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_run_without_torch(tmp_path, precision):
     export = export_helpers.tiny_export()
     out = tmp_path / "out"

@@ -105,6 +105,7 @@ class OrtBackend:
         self._providers = provider_chain(provider, precision, cache_dir, device_id)
         self._options = ort.SessionOptions()
         self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._options.log_severity_level = 3  # errors only: optimizer notes are not the user's business
         if threads:
             self._options.intra_op_num_threads = threads
         self._device = ("cpu", 0) if provider == "cpu" else ("cuda", device_id)
