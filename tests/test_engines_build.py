@@ -121,3 +121,13 @@ def test_refuses_to_replace_a_folder_that_is_not_an_engine_folder(monkeypatch, e
     with pytest.raises(DQEdgeError, match="not an engine folder"):
         run_build(monkeypatch, export, out)
     assert (out / "holiday.png").read_bytes() == b"precious" and len(list(out.iterdir())) == 1
+
+
+def test_rebuild_for_another_tensorrt_drops_the_stale_plans(monkeypatch, export, tmp_path):
+    out = tmp_path / "engines"
+    run_build(monkeypatch, export, out)
+    (out / "notes.txt").write_text("mine")
+    report, _ = run_build(monkeypatch, export, out, version="10.4.0.1")
+    assert set(report.dropped) == {f"{POS}.fp32.trt10.3.sm87.plan", f"{CON}.fp32.trt10.3.sm87.plan"}
+    assert sorted(p.name for p in out.glob("*.plan")) == [f"{CON}.fp32.trt10.4.sm87.plan", f"{POS}.fp32.trt10.4.sm87.plan"]
+    assert (out / "notes.txt").read_text() == "mine" and report.kept == ()

@@ -79,6 +79,7 @@ def build_engine_command(
         f"built {len(report.built)} engine(s) for {t.gpu_name} ({t.sm_tag}, TensorRT {t.tensorrt_version}, "
         f"{'strongly typed' if report.strongly_typed else 'builder-flag fallback'})"
         + (f"; kept {', '.join(report.kept)}" if report.kept else "")
+        + (f"; removed stale {', '.join(report.dropped)}" if report.dropped else "")
     )
     console.print(f"engine folder: {report.folder}  (manifest: {report.manifest.name})")
 

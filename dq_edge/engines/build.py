@@ -32,6 +32,7 @@ class BuildReport:
     kept: tuple[str, ...]  # graphs whose existing engines were kept (partial `--only` build)
     target: GpuTarget
     strongly_typed: bool
+    dropped: tuple[str, ...] = ()  # stale plan files of an earlier build that were removed
 
 
 def import_tensorrt(export_folder: Path | str = "EXPORT_DIR") -> Any:
@@ -107,18 +108,24 @@ def check_out_folder(out: Path) -> None:
         raise InputError(f"{out} exists and is not an engine folder", "pass a new folder to --out, or an engine folder to update")
 
 
-def _carry_over(old: Path, new: Path) -> None:
-    """Hard-link (copy across file systems) what an updated engine folder keeps: other engines,
-    other files a user put there. Files rebuilt now are replaced in `new`, never in `old`."""
+def _carry_over(old: Path, new: Path, keep_plans: set[str]) -> list[str]:
+    """Hard-link (copy across file systems) what an updated engine folder keeps: the engines
+    still valid for this build and any other file a user put there. Files rebuilt now are
+    replaced in `new`, never in `old`. Returns the stale plan files left behind."""
+    dropped: list[str] = []
     if not old.is_dir():
-        return
+        return dropped
     for item in old.iterdir():
         if item.name == MANIFEST_NAME:
+            continue
+        if item.suffix == ".plan" and item.name not in keep_plans:
+            dropped.append(item.name)  # another TensorRT / GPU / precision: superseded by this build
             continue
         if item.is_dir():
             shutil.copytree(item, new / item.name, copy_function=_link_or_copy)
         else:
             _link_or_copy(item, new / item.name)
+    return sorted(dropped)
 
 
 def _link_or_copy(src: str | Path, dst: str | Path) -> None:
@@ -154,7 +161,8 @@ def build_engines(
     built: dict[str, Path] = {}
     entries: dict[str, dict] = {}
     with atomic_dir(out, overwrite=True) as tmp:
-        _carry_over(out, tmp)
+        keep_plans = {e["file"] for g, e in reusable.items() if g not in {p.name for p in plans}}
+        dropped = _carry_over(out, tmp, keep_plans)
         for plan in plans:
             on_event(f"building {plan.engine_file} from {plan.onnx_file.name}")
             network, _parser = _parse(trt, builder, logger, plan, flags)
@@ -176,4 +184,4 @@ def build_engines(
         write_manifest(tmp, manifest)
     if cache_path:
         write_bytes(cache_path, cache_blob)
-    return BuildReport(out, out / MANIFEST_NAME, built, tuple(kept), target, typing.strongly_typed)
+    return BuildReport(out, out / MANIFEST_NAME, built, tuple(kept), target, typing.strongly_typed, tuple(dropped))
