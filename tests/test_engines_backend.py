@@ -278,3 +278,11 @@ def test_tensorrt_loader_calls(monkeypatch, tmp_path):
         loader.load(bad)
     with pytest.raises(ArtifactMismatchError, match="could not deserialize"):
         loader.load(empty)
+
+
+def test_close_frees_every_allocation_once(tmp_path):
+    backend, dev, _ = make_backend(tmp_path, cuda_graph=True)
+    with backend:
+        run_steps(backend, batch=2, steps=3)
+    assert dev.count("free") == dev.count("alloc") and dev.count("free_host") == dev.count("alloc_host")
+    assert dev.count("destroy_graph") == 2 and not dev.regions

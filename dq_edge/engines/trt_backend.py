@@ -192,7 +192,14 @@ class TrtBackend:
             else:
                 self._slots[slot] = self._dev.alloc(nbytes)
 
+    def __enter__(self) -> "TrtBackend":
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Free every device / host buffer and captured graph (the backend is unusable after)."""
         for exec_ in self._graph_exec.values():
             self._dev.destroy_graph(exec_)
         self._graph_exec.clear()
