@@ -54,6 +54,26 @@ def vae_config_for(cfg: TrainConfig) -> tuple[VAEConfig, dict[str, float] | None
     return vcfg, {vcfg.threshold_key: threshold}
 
 
+@torch.no_grad()
+def sync_codebooks(model: torch.nn.Module) -> None:
+    """Under DDP each rank updated its codebook EMA from its own batch. The codebook is not
+    trained by gradients (DDP only syncs gradients and broadcasts buffers), so average the EMA
+    statistics over ranks - the EMA of the global batch - and rebuild the vectors from them with
+    the quantizer's Laplace-smoothed normalisation (dq_edge/models/quantizer.py)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for m in model.modules():
+        if not all(hasattr(m, a) for a in ("cluster_size_ema", "embed_ema", "weight", "n_codes", "eps")):
+            continue
+        for buf in (m.cluster_size_ema, m.embed_ema):
+            dist.all_reduce(buf)
+            buf.div_(world)
+        total = m.cluster_size_ema.sum()
+        size = total * (m.cluster_size_ema + m.eps) / (total + m.n_codes * m.eps)
+        m.weight[:-1, :] = m.embed_ema / size.reshape(-1, 1)
+
+
 class VAEStage:
     def __init__(self, cfg: TrainConfig, info: DistInfo, data: ImageSet, data_spec: str):
         self.cfg, self.info, self.data, self.data_spec = cfg, info, data, data_spec
@@ -100,6 +120,8 @@ class VAEStage:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         metrics["grad_norm"] = clip_and_step(self.opt, list(self.vae.parameters()), cfg.grad_clip)
+        if self.info.enabled:
+            sync_codebooks(self.vae)
         if self.ema is not None:
             self.ema.update(self.vae)
         if gan_on:
