@@ -53,7 +53,10 @@ def test_engine_folder_without_tensorrt(tmp_path):
         open_runtime(export_helpers.tiny_export(), "ort-cpu", cuda_graph=True)
 
 
-def test_shipped_model_export_cache(monkeypatch, tmp_path):
+def test_model_folders_exported_once_into_the_cache(monkeypatch, tmp_path, capsys):
+    """The shipped model and `--engine MODEL_FOLDER` share the cache: exported once, reused,
+    exported again only when the cached copy is damaged."""
+    from dq_edge.cli.main import main
     from dq_edge.runtime import default_model
 
     monkeypatch.setattr(default_model, "SHIPPED_MODEL", tmp_path / "nothing")
@@ -61,12 +64,21 @@ def test_shipped_model_export_cache(monkeypatch, tmp_path):
         default_model.ensure_default_export("fp32")
     assert "--engine" in info.value.one_line()
 
-    monkeypatch.setattr(default_model, "SHIPPED_MODEL", export_helpers.tiny_model_folder())
+    model = export_helpers.tiny_model_folder()
     monkeypatch.setenv("DQ_EDGE_CACHE", str(tmp_path / "cache"))
+
+    def run_cli(out: str) -> str:
+        code = main(["run", "--engine", str(model), "--backend", "ort-cpu", "--num", "2", "--threads", "1", "--out", str(tmp_path / out)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return captured.err
+
+    assert "exported " in run_cli("o1")
+    monkeypatch.setattr(default_model, "SHIPPED_MODEL", model)
     folder, exported = default_model.ensure_default_export("fp32")
-    assert exported and folder.parent.parent == tmp_path / "cache" and (folder / "manifest.json").is_file()
-    assert default_model.ensure_default_export("fp32") == (folder, False)  # cached: no second export
+    assert not exported and folder.parent.parent == tmp_path / "cache" and (folder / "manifest.json").is_file()
     with open(folder / "decoder.fp32.onnx", "ab") as fh:  # a damaged cache is exported again
         fh.write(b"x")
     assert default_model.ensure_default_export("fp32") == (folder, True)
     assert default_model.cached_export_ok(folder, "fp32")
+    assert "exported " not in run_cli("o2")

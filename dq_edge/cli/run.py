@@ -50,7 +50,7 @@ def _stage_table(summary: dict):
 
 def run_command(
     out: Path = typer.Option(..., "--out", help="Output folder (written atomically: complete or absent)."),
-    engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX) or engine folder (TensorRT). Default: the shipped model, exported on first use."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX), engine folder (TensorRT) or model folder (exported on first use into the cache). Default: the shipped model."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: fp32 if exported)."),
     num: int = typer.Option(16, "--num", help="Number of images."),
@@ -77,7 +77,7 @@ def run_command(
 
     from dq_edge.atomic import atomic_dir, write_json
     from dq_edge.runtime import images as img
-    from dq_edge.runtime.default_model import ensure_default_export
+    from dq_edge.runtime.default_model import ensure_default_export, ensure_export, is_model_folder
     from dq_edge.runtime.loop import SamplingParams
     from dq_edge.runtime.pipeline import RunRequest, generate_images, resolve_classes
     from dq_edge.runtime.session import open_runtime
@@ -90,11 +90,15 @@ def run_command(
     check_output_dir(out, overwrite)
 
     exported_now = False
-    if engine is None:
-        with console.status("preparing the shipped model (exported once into the cache)"):
-            engine, exported_now = ensure_default_export(precision or "fp32")
+    if engine is None or is_model_folder(engine):
+        what = "the shipped model" if engine is None else str(engine)
+        with console.status(f"preparing {what} (exported to ONNX once, then cached)"):
+            source = engine
+            engine, exported_now = (
+                ensure_default_export(precision or "fp32") if source is None else ensure_export(source, precision or "fp32")
+            )
         if exported_now:
-            console.print(f"exported the shipped model to {engine}")
+            console.print(f"exported {what} to {engine}")
     opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
     console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
     for note in opened.skipped:

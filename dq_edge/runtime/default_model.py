@@ -1,9 +1,10 @@
-"""The shipped default model, exported to ONNX on first use into a cache folder.
+"""Model folders exported to ONNX on first use into a cache folder (the shipped model by default).
 
-`dq-edge run` without `--engine` uses `dq_edge/assets/model/`; its export lives in
+`dq-edge run` without `--engine` uses `dq_edge/assets/model/`; `--engine MODEL_FOLDER` (a
+folder written by `dq-edge train` / `import-official`) works the same way. The export lives in
 `$DQ_EDGE_CACHE/<model sha256[:16]>/<precision>/` (default `~/.cache/dq-edge`). Exporting needs
 torch + onnx once; later runs only need numpy + onnxruntime. Torch is imported only inside
-`ensure_default_export` when an export is actually needed.
+`ensure_export` when an export is actually needed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("DQ_EDGE_CACHE") or Path.home() / ".cache" / "dq-edge").expanduser()
 
 
-def default_export_folder(precision: str) -> Path:
-    digest = sha256_file(shipped_model_folder() / "model.safetensors")[:16]
+def is_model_folder(folder: str | Path) -> bool:
+    path = Path(folder) / "config.json"
+    if not path.is_file() or not (Path(folder) / "model.safetensors").is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("format") == "dq-edge-model"
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def export_cache_folder(model: Path, precision: str) -> Path:
+    digest = sha256_file(model / "model.safetensors")[:16]
     return cache_root() / digest / precision
 
 
@@ -49,15 +60,20 @@ def cached_export_ok(folder: Path, precision: str) -> bool:
 
 
 def ensure_default_export(precision: str) -> tuple[Path, bool]:
-    """(export folder, exported_now). Exports the shipped model when the cache has no valid copy."""
-    model = shipped_model_folder()
-    folder = default_export_folder(precision)
+    """(export folder, exported_now) of the shipped model."""
+    return ensure_export(shipped_model_folder(), precision)
+
+
+def ensure_export(model: Path, precision: str) -> tuple[Path, bool]:
+    """(export folder, exported_now). Exports `model` when the cache has no valid copy."""
+    model = Path(model)
+    folder = export_cache_folder(model, precision)
     if cached_export_ok(folder, precision):
         return folder, False
     missing = [m for m in ("torch", "onnx") if not _importable(m)]
     if missing:
         raise BackendUnavailableError(
-            f"the shipped model must be exported to ONNX once, which needs {' and '.join(missing)} (not installed)",
+            f"the model {model} must be exported to ONNX once, which needs {' and '.join(missing)} (not installed)",
             "pip install 'dq-edge[export]' and rerun (the export is cached), or pass --engine EXPORT_DIR",
         )
     from dq_edge.export.pipeline import ExportRequest, export_model  # needs torch + onnx

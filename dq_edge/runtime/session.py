@@ -147,6 +147,8 @@ def open_runtime(
             opened.skipped = skipped + opened.skipped
             opened.reason = f"{opened.reason}; engine folder {folder} fell back to its export {export_folder}"
             return opened
+        if trt.layout is None:
+            raise ConfigError(f"{folder} was built without a transformer; nothing to generate", "build engines from a full model's export")
         return Runtime(trt, kind, folder, engine_precision, trt.layout, "native TensorRT engines", skipped)
 
     from dq_edge.export.manifest import read_manifest
