@@ -80,8 +80,9 @@ def _is_click_exception(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Console script. Exit codes: 0 ok, 1 error, 2 usage."""
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        # with standalone_mode=False click returns the code of `raise typer.Exit(n)` instead of raising
+        rv = app(args=argv, standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
