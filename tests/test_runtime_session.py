@@ -82,3 +82,21 @@ def test_model_folders_exported_once_into_the_cache(monkeypatch, tmp_path, capsy
     assert default_model.ensure_default_export("fp32") == (folder, True)
     assert default_model.cached_export_ok(folder, "fp32")
     assert "exported " not in run_cli("o2")
+
+
+def test_trt_ep_options_carry_graph_profiles():
+    from dq_edge.graph_io import graph_specs
+    from dq_edge.runtime.ort_backend import provider_chain
+    from runtime_fixtures import probe_dims
+
+    dims, _ = probe_dims()
+    spec = graph_specs(dims, "int8", 4)["transformer_prefill"]
+    chain = provider_chain("trt", "int8", "/cache", 0, spec)
+    name, options = chain[0]
+    assert name == "TensorrtExecutionProvider" and [c if isinstance(c, str) else c[0] for c in chain[1:]] == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    L = dims.max_length
+    assert options["trt_profile_min_shapes"] == "content:1x2,position:1x2,segment:1x2"
+    assert options["trt_profile_max_shapes"] == f"content:4x{L},position:4x{L},segment:4x{L}"
+    assert options["trt_int8_enable"] and options["trt_engine_cache_path"] == "/cache"
+    assert provider_chain("cpu", "fp32", None) == ["CPUExecutionProvider"]

@@ -44,7 +44,19 @@ def provider_available(provider: str) -> bool:
     return PROVIDERS[provider] in ort.get_available_providers()
 
 
-def provider_chain(provider: str, precision: str, cache_dir: str | Path | None, device_id: int = 0) -> list[Any]:
+def trt_profile_options(spec: GraphSpec) -> dict[str, str]:
+    """The graph's min/opt/max input shapes (from graph_io) as TensorRT EP profile options, so
+    the EP builds one engine per graph instead of one per new batch size / token count."""
+    profile = spec.profile()
+    options = {}
+    for key, index in (("trt_profile_min_shapes", 0), ("trt_profile_opt_shapes", 1), ("trt_profile_max_shapes", 2)):
+        options[key] = ",".join(f"{name}:{'x'.join(str(d) for d in shapes[index])}" for name, shapes in profile.items())
+    return options
+
+
+def provider_chain(
+    provider: str, precision: str, cache_dir: str | Path | None, device_id: int = 0, spec: GraphSpec | None = None
+) -> list[Any]:
     """Execution providers for `provider` in priority order, with their options."""
     cuda = ("CUDAExecutionProvider", {"device_id": device_id})
     if provider == "cpu":
@@ -59,6 +71,8 @@ def provider_chain(provider: str, precision: str, cache_dir: str | Path | None, 
     }
     if cache_dir is not None:
         trt_options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)})
+    if spec is not None:
+        trt_options.update(trt_profile_options(spec))
     return [("TensorrtExecutionProvider", trt_options), cuda, "CPUExecutionProvider"]
 
 
@@ -102,7 +116,7 @@ class OrtBackend:
         self.layout = layout
         self.specs: dict[str, GraphSpec] = graph_specs(dims, precision, max_batch)
         self._files = {name: Path(path) for name, path in graph_files.items()}
-        self._providers = provider_chain(provider, precision, cache_dir, device_id)
+        self._provider_args = (provider, precision, cache_dir, device_id)
         self._options = ort.SessionOptions()
         self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._options.log_severity_level = 3  # errors only: optimizer notes are not the user's business
@@ -138,7 +152,8 @@ class OrtBackend:
             if path is None or not path.is_file():
                 raise ArtifactMismatchError(f"graph {graph} is missing ({path})", "re-run `dq-edge export` for this model")
             try:
-                session = ort.InferenceSession(str(path), self._options, providers=self._providers)
+                providers = provider_chain(*self._provider_args, spec=self.specs.get(graph))
+                session = ort.InferenceSession(str(path), self._options, providers=providers)
             except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind classes
                 if self.provider != "cpu":
                     raise BackendUnavailableError(

@@ -83,8 +83,17 @@ def _open_ort(folder: Path, backend: str, precision: str, threads: int | None, m
         max_batch or info.max_batch,
         provider=backend.removeprefix("ort-"),
         threads=threads,
-        cache_dir=folder / "ort_trt_cache",
+        cache_dir=_trt_ep_cache(folder),
     )
+
+
+def _trt_ep_cache(folder: Path) -> Path:
+    """Engines the ORT TensorRT EP builds, per export (keyed by its manifest), outside the
+    export folder (which may be read-only and is covered by sha256 checks)."""
+    from dq_edge.atomic import sha256_file
+    from dq_edge.runtime.default_model import cache_root
+
+    return cache_root() / "ort-trt" / sha256_file(folder / "manifest.json")[:16]
 
 
 def _open_trt(folder: Path, precision: str | None, cuda_graph: bool = False) -> Backend:
