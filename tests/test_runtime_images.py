@@ -61,4 +61,5 @@ def test_summary_fields():
     assert summary["stages"]["position_step"]["calls"] == 2
     assert "decoder" not in summary["stages"]
     assert summary["peak_rss_mib"] > 0 and summary["versions"]["onnxruntime"]
-    assert stage_stats({"a": [0.002]})["a"]["mean_ms"] == 2.0
+    stats = stage_stats({"a": [0.010, 0.002, 0.002, 0.002]})["a"]
+    assert stats["mean_ms"] == 4.0 and stats["p50_ms"] == 2.0 and stats["first_ms"] == 10.0

@@ -51,7 +51,8 @@ def versions() -> dict[str, str | None]:
 
 
 def stage_stats(stage_times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Per stage: number of calls, total seconds, mean and median milliseconds per call."""
+    """Per stage: number of calls, total seconds, mean / p50 / p90 milliseconds per call, and the
+    first call apart (ONNX Runtime and TensorRT do one-time work there)."""
     stats = {}
     for stage, times in stage_times.items():
         if not times:
@@ -62,6 +63,8 @@ def stage_stats(stage_times: dict[str, list[float]]) -> dict[str, dict[str, floa
             "total_s": round(float(arr.sum()), 6),
             "mean_ms": round(float(arr.mean()) * 1e3, 4),
             "p50_ms": round(float(np.median(arr)) * 1e3, 4),
+            "p90_ms": round(float(np.percentile(arr, 90)) * 1e3, 4),
+            "first_ms": round(float(arr[0]) * 1e3, 4),
         }
     return stats
 
