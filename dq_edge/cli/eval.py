@@ -62,15 +62,21 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("train", "--split"),
         num: int = typer.Option(100, "--num", help="Number of generated and of real images."),
         seed: int = typer.Option(0, "--seed"),
+        temperature: float = typer.Option(None, "--temperature", help="Sampling (model sources only)."),
+        top_k: int = typer.Option(None, "--top-k"),
+        top_p: float = typer.Option(None, "--top-p"),
+        cfg_scale: float = typer.Option(None, "--cfg-scale", help="Classifier-free guidance (class models trained with class dropout)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
     ) -> None:
-        """FID and KID of generated images against real ones."""
+        """FID and KID of generated images against real ones (a model's samples cycle over all classes)."""
         from dq_edge.errors import UsageError
         from dq_edge.eval.run import eval_gen
 
+        sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale}
         if num < 2:
             raise UsageError("--num must be at least 2 for FID/KID", "use --num 100 or more for meaningful numbers")
-        _finish(_progress_run(eval_gen, "generate+features", source=str(source), data_spec=data, split=split, num=num, seed=seed),
-                out, _command("gen", source, data=data, split=split, num=num, seed=seed))
+        _finish(_progress_run(eval_gen, "generate+features", source=str(source), data_spec=data, split=split, num=num, seed=seed,
+                               sampling=sampling),
+                out, _command("gen", source, data=data, split=split, num=num, seed=seed, **sampling))
 
     app.add_typer(eval_app, name="eval")

@@ -84,10 +84,11 @@ def eval_recon(model: str, data_spec: str, split: str = "test", num: int | None 
     return report
 
 
-def _generated_images(source: str, num: int, image_size: int | None, seed: int, classes: list[int] | None) -> tuple[list[torch.Tensor], dict]:
+def _generated_images(source: str, num: int, image_size: int | None, seed: int, classes: list[int] | None,
+                      sampling: dict) -> tuple[list[torch.Tensor], dict]:
     path = Path(source)
     if (path / "config.json").is_file():
-        from dq_edge.models import generate as gen_mod  # lazy: needs the stage-2 code
+        from dq_edge.models.generate import generate
         from dq_edge.models.transformer import load_transformer
         from dq_edge.models.vae import load_vae
 
@@ -100,20 +101,20 @@ def _generated_images(source: str, num: int, image_size: int | None, seed: int, 
                 if tr.layout.n_classes:
                     pool = classes or list(range(tr.layout.n_classes))
                     cls = [pool[(done + i) % len(pool)] for i in range(b)]
-                g = gen_mod.generate(tr, b, classes=cls, seed=seed + done)
+                g = generate(tr, b, classes=cls, seed=seed + done, **sampling)
                 out.append(vae.decode_codes(g.codes).clamp(-1, 1))
                 done += b
-        return out, {"source": "model", "seed": seed, "image_size": vae.config.image_size}
+        return out, {"source_kind": "model", "seed": seed, "sampling": sampling, "classes": "cycled over all classes" if tr.layout.n_classes else None}
     if path.is_dir():
         s = load_image_folder(path, image_size=image_size).subset(num)
-        return [torch.from_numpy(b.images) for b in iterate_in_order(s, EVAL_BATCH)], {"source": "folder", "skipped_unreadable": s.skipped}
+        return [torch.from_numpy(b.images) for b in iterate_in_order(s, EVAL_BATCH)], {"source_kind": "image folder", "skipped_unreadable": s.skipped}
     raise InputError(f"{source} is neither a model folder nor a folder of images", "pass a model folder or the output folder of `dq-edge sample`")
 
 
 def eval_gen(source: str, data_spec: str, split: str = "train", num: int = 100, seed: int = 0,
-             classes: list[int] | None = None, progress: Progress | None = None) -> dict:
+             classes: list[int] | None = None, sampling: dict | None = None, progress: Progress | None = None) -> dict:
     data = load_dataset(data_spec, split).subset(num)
-    fake_imgs, meta = _generated_images(source, num, data.image_size, seed, classes)
+    fake_imgs, meta = _generated_images(source, num, data.image_size, seed, classes, {k: v for k, v in (sampling or {}).items() if v is not None})
     extractor = load_extractor()
     real, cached = _real_features(extractor, data, data_spec, progress)
     fake = extract_features(extractor, fake_imgs, progress)
