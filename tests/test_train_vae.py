@@ -79,7 +79,9 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, images, monkeypatch):
     assert ckpt_mod.latest_checkpoint(tmp_path / "run").name == "step-0000003"
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["latest", "step-0000003"]
     monkeypatch.setattr(ckpt_mod, "save_file", real_save)
+    (root / ".step-0000009.abc.tmp").mkdir()  # what a SIGKILL mid-save leaves behind
     assert train(cfg, resume=True) is not None
+    assert not list(root.glob(".*.tmp"))
 
 
 def test_resume_and_output_folder_errors(tmp_path, images):

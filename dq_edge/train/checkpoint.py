@@ -89,6 +89,7 @@ def checkpoint_root(out: Path) -> Path:
 def save_checkpoint(out: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict, keep: int = 2) -> Path:
     root = checkpoint_root(out)
     name = f"step-{step:07d}"
+    remove_stale_temporaries(root)
     with atomic_dir(root / name, overwrite=True) as tmp:
         save_file(tensors, str(tmp / TENSORS))
         (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=1) + "\n")
@@ -97,6 +98,18 @@ def save_checkpoint(out: Path, step: int, tensors: dict[str, torch.Tensor], meta
     for p in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
     return root / name
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """Temp folders/files of a save that was killed (SIGKILL skips every cleanup). Rank 0 is the
+    only writer, so any temporary present before a save is stale."""
+    if not root.is_dir():
+        return
+    for p in root.glob(".*.tmp"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def latest_checkpoint(out: Path) -> Path | None:

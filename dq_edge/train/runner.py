@@ -6,7 +6,8 @@ from pathlib import Path
 
 from dq_edge.data import load_dataset
 from dq_edge.train.config import TrainConfig
-from dq_edge.train.distributed import DistInfo, barrier, init_distributed
+from dq_edge.errors import DQEdgeError
+from dq_edge.train.distributed import DistInfo, broadcast_object, init_distributed
 from dq_edge.train.loop import StepCallback, check_out_dir, run_training
 
 
@@ -32,8 +33,15 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: StepCallback | None =
         import torch
 
         torch.set_num_threads(cfg.threads)
+    problem = None
     if info.main:
-        check_out_dir(Path(cfg.out), resume)
-    barrier(info)
+        try:
+            check_out_dir(Path(cfg.out), resume)
+        except DQEdgeError as exc:
+            problem = (type(exc), exc.message, exc.hint)
+    problem = broadcast_object(info, problem)  # every rank stops, none waits at a barrier forever
+    if problem is not None:
+        kind, message, hint = problem
+        raise kind(message, hint)
     stage = build_stage(cfg, info)
     return run_training(cfg, stage, info, resume=resume, on_step=on_step if info.main else None, stop_after=stop_after)
