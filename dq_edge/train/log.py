@@ -42,7 +42,10 @@ def plot_curves(out: Path, keys: tuple[str, ...] = CURVE_KEYS) -> Path | None:
     rows = read_log(out)
     if not rows:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the curve is a convenience: never lose a finished run over it
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
