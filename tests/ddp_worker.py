@@ -23,7 +23,8 @@ def run(cfg_dict: dict, info, resume: bool = False, stop_after: int | None = Non
 
 
 def checksum(stage) -> list[float]:
-    return [float(t.double().sum()) for t in stage.vae.state_dict().values()]
+    model = stage.vae if hasattr(stage, "vae") else stage.tr
+    return [float(t.double().sum()) for t in model.state_dict().values()]
 
 
 def main() -> None:
@@ -34,7 +35,11 @@ def main() -> None:
     cut = {**base, "out": base["out"] + "/cut"}
     run(cut, info, stop_after=3)
     resumed = run(cut, info, resume=True)
-    report.with_name(f"{report.name}.{info.rank}").write_text(json.dumps({"full": checksum(full), "resumed": checksum(resumed)}))
+    stage2 = {**base, "stage": "transformer", "preset": "tiny", "vae_model": base["out"] + "/full/model", "vae": {},
+              "out": base["out"] + "/tr", "steps": 3, "lr": 1e-3, "class_dropout": 0.5}
+    tr = run(stage2, info)
+    result = {"full": checksum(full), "resumed": checksum(resumed), "transformer": checksum(tr)}
+    report.with_name(f"{report.name}.{info.rank}").write_text(json.dumps(result))
     shutdown(info)
 
 

@@ -1,5 +1,5 @@
-"""DDP with 2 CPU processes on gloo through torchrun: replicas stay in sync, and a run cut short
-resumes exactly (every rank's RNG state is checkpointed)."""
+"""DDP with 2 CPU processes on gloo through torchrun: replicas stay in sync (stage 1 and stage 2),
+and a run cut short resumes exactly (every rank's RNG state is checkpointed)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 def test_ddp_two_processes_sync_and_exact_resume(tmp_path):
-    images = make_images(tmp_path / "imgs", n=32)
+    images = make_images(tmp_path / "imgs", n=32, classes=2)
     cfg = micro_config(tmp_path / "runs", images, steps=5, checkpoint_every=2, gan_start=2, batch=4)
     cfg["out"] = str(tmp_path / "runs")
     report = tmp_path / "report.json"
@@ -35,6 +35,8 @@ def test_ddp_two_processes_sync_and_exact_resume(tmp_path):
     r0, r1 = (json.loads(report.with_name(f"report.json.{r}").read_text()) for r in (0, 1))
     assert r0["full"] == r1["full"]  # gradients all-reduced: both replicas hold the same weights
     assert r0["resumed"] == r0["full"] and r1["resumed"] == r1["full"]  # exact resume under DDP
+    assert r0["transformer"] == r1["transformer"]  # stage 2 under DDP too
+    assert (tmp_path / "runs" / "tr" / "model" / "config.json").is_file()
     model = tmp_path / "runs" / "full" / "model"
     summary = json.loads((model / "config.json").read_text())["training"]["vae"]
     assert summary["processes"] == 2 and summary["images_seen"] == 5 * 4 * 2
