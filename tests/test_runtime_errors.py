@@ -167,3 +167,20 @@ def test_complete_runs_and_keeps_prefix(tmp_path, capsys):
     tokens = np.load(out / "tokens.npz")
     assert kept >= 2 and (tokens["content"][:, :kept] == tokens["content"][0, :kept]).all()
     assert summary["stages"]["encoder"]["calls"] == 1 and summary["stages"]["prefill"]["calls"] == 1
+
+
+def test_class_model_via_cli(tmp_path, capsys):
+    from runtime_fixtures import class_export
+
+    engine = str(class_export())
+    code, err = run(capsys, "--engine", engine, "--class", "3", "--out", str(tmp_path / "bad"))
+    assert_one_line_error(code, err, "class id 3 is out of range for this model (0..2)")
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "out"
+    code, err = run(capsys, "--engine", engine, "--classes", "2,0", "--cfg-scale", "2", "--num", "3", "--out", str(out))
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classes"] == [2, 0, 2] and summary["batch"] == export_helpers.MAX_BATCH // 2
+    tokens = np.load(out / "tokens.npz")
+    layout = TokenLayout.from_dict(json.loads((class_export() / "manifest.json").read_text())["tokens"])
+    assert tokens["content"][:, 0].tolist() == [layout.content_start(c) for c in (2, 0, 2)]
