@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +22,9 @@ EVAL_BATCH = 16
 
 
 def _real_features(extractor, data: ImageSet, spec: str, progress: Progress | None) -> tuple[torch.Tensor, bool]:
-    key = {"dataset": spec if data.meta.get("source") != "image folder" else str(Path(spec).resolve()), "split": data.split, "n": len(data)}
+    # keyed by the pixels themselves: a re-prepared dataset or an edited folder never hits a stale cache
+    pixels = hashlib.sha256(np.ascontiguousarray(data.images).tobytes()).hexdigest()
+    key = {"dataset": spec, "split": data.split, "n": len(data), "pixels_sha256": pixels}
     return cached_real_features(
         key, lambda: extract_features(extractor, (torch.from_numpy(b.images) for b in iterate_in_order(data, EVAL_BATCH)), progress)
     )
