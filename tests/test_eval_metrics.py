@@ -173,3 +173,27 @@ def test_cli_eval_gen_from_model_and_from_folder(tmp_path, capsys, monkeypatch, 
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((tmp_path / "f.json").read_text())
     assert rep["real_features_cached"] and rep["fid"]["fid"] < 1e-2  # same images: FID ~ 0
+
+
+def _fake_recon_report(codes: float, psnr: float, fid: float | None) -> dict:
+    rep = {"title": "t", "command": f"dq-edge eval recon m{codes}", "psnr": psnr, "ssim": 0.5, "ms_ssim": 0.6, "ms_ssim_label": "MS-SSIM (x)",
+           "codes": {"codes_per_image_mean": codes, "sequence_length_mean": codes + 4, "fine_ratio_mean": 0.5}}
+    if fid is not None:
+        rep["rfid"] = {"fid": fid, "kid_mean": 0.01, "kid_std": 0.001, "label": "rFID (Inception-2015-12-05, N=8 vs 8 real)"}
+    return rep
+
+
+def test_cli_eval_table_compares_reports(tmp_path, capsys):
+    paths = []
+    for name, codes, psnr in (("dynamic", 160.0, 24.0), ("fixed-fine", 256.0, 25.0), ("fixed-coarse", 64.0, 20.0)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(_fake_recon_report(codes, psnr, 30.0)))
+    rc = main(["eval", "table", *map(str, paths), "--out", str(tmp_path / "t.md"), "--plot", str(tmp_path / "t.png")])
+    assert rc == 0, capsys.readouterr().err
+    text = (tmp_path / "t.md").read_text()
+    assert "| fixed-coarse | 64 | 68 | 0.5 | 20 |" in text and "dq-edge eval recon m160.0" in text
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["eval", "table", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.md")]) == 1
+    assert "not a reconstruction report" in capsys.readouterr().err
+    assert main(["eval", "table", str(paths[0]), "--name", "a", "--name", "b", "--out", str(tmp_path / "x.md")]) == 1

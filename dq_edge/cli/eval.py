@@ -79,4 +79,17 @@ def register(app: typer.Typer) -> None:
                                sampling=sampling),
                 out, _command("gen", source, data=data, split=split, num=num, seed=seed, **sampling))
 
+    @eval_app.command("table")
+    def table(
+        reports: list[Path] = typer.Argument(..., help="JSON reports of `dq-edge eval recon --out`."),
+        name: list[str] = typer.Option(None, "--name", help="Row label per report (default: file name)."),
+        out: Path = typer.Option(..., "--out", help="Markdown table to write."),
+        plot: Path = typer.Option(None, "--plot", help="PNG: PSNR and rFID against codes per image."),
+    ) -> None:
+        """Compare reconstruction reports side by side (e.g. dynamic vs fixed-fine vs fixed-coarse)."""
+        from dq_edge.eval.compare import write_comparison
+
+        typer.echo(write_comparison(list(reports), list(name) if name else None, out, plot))
+        typer.echo(f"wrote {out}" + (f" and {plot}" if plot else ""))
+
     app.add_typer(eval_app, name="eval")
