@@ -31,10 +31,11 @@ from dq_edge.errors import DQEdgeError  # noqa: E402
 
 import suite_models  # noqa: E402
 from suite_floors import floor_record, streamed_params  # noqa: E402
-from suite_measure import decoder_seconds, image_replays, kv_curve, official_curve, per_image  # noqa: E402
+from suite_measure import decoder_seconds, image_replays, kv_curve, official_curve, per_image, sampled_generation  # noqa: E402
 from suite_report import evaluate_targets, write_results  # noqa: E402
 
 PREFIXES = {"emoji64": [16, 80, 160], "p6c18": [64, 320, 640]}
+ONE_RUN = BenchSettings(warmup=0, reps=1)  # official whole-image replays: seconds to minutes each
 CONFIGS = ("official", "torch-kv", "ort-fp32", "ort-int8", "ort-fp16")
 PRECISIONS = ["fp32", "int8", "fp16"]
 
@@ -68,7 +69,7 @@ def bench_model(model: suite_models.SuiteModel, floors: dict, batches: list[int]
                 target = open_config(model, config)
                 curves[config] = {b: kv_curve(target, b, prefixes, settings, log, config) for b in batches}
             if model.has_vae:  # whole images, measured (tokens by replay + the decoder)
-                images[config] = measure_images(model, config, target, batches, ratios, settings if config != "official" else official_settings)
+                images[config] = measure_images(model, config, target, batches, ratios, settings if config != "official" else ONE_RUN)
         except (DQEdgeError, RuntimeError) as exc:  # e.g. an fp16 graph the CPU provider refuses
             unavailable[config] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             log(f"  {config} unavailable: {unavailable[config]}")
@@ -112,14 +113,19 @@ def measure_images(model, config: str, target, batches: list[int], ratios: dict[
         decode = target.decode
     out = {}
     for b in batches:
+        if config == "official" and b > 1:
+            continue  # minutes per batch; batch 1 already checks the per-step integration
         with torch.inference_mode():
             replays = image_replays(config, target, model.layout, b, ratios, settings)
             dec = decoder_seconds(decode, model.layout, b, settings)
         for r in replays.values():
             r["decoder_ms"] = round(dec * 1e3, 4)
             r["images_per_s_with_decoder"] = round(b / (r["wall"]["p50"] / 1e3 + dec), 4)
+        if config != "official":  # the real loop: sampling + masks, lengths chosen by the model
+            with torch.inference_mode():
+                replays["sampled"] = sampled_generation(target, model.layout, b, decode)
         out[str(b)] = replays
-        log(f"  {config} b{b} images/s (tokens+decoder): " + ", ".join(f"{k} {v['images_per_s_with_decoder']:.2f}" for k, v in replays.items()))
+        log(f"  {config} b{b} images/s (tokens+decoder): " + ", ".join(f"{k} {v.get('images_per_s_with_decoder', v['images_per_s']):.2f}" for k, v in replays.items()))
     return out
 
 
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None, help="comma list of emoji64,p6c18 (default: both; --quick: emoji64)")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per point (default 5, quick 2)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: every usable core, like ONNX Runtime)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--p6c18-preset", default="p6c18", help=argparse.SUPPRESS)  # tests: "tiny" on the same grid
     args = ap.parse_args(argv)
@@ -138,9 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (2 if args.quick else 5)
     settings = BenchSettings(warmup=1, reps=reps, max_seconds=30.0)
     official_settings = BenchSettings(warmup=1, reps=min(reps, 3), max_seconds=20.0)
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    torch.set_num_threads(args.torch_threads or max(1, len(os.sched_getaffinity(0))))
 
     machine = machine_info()
+    load_start = os.getloadavg()
+    if load_start[0] > 0.5:
+        log(f"WARNING: load average {load_start[0]:.2f} before the run: other processes share the CPU, numbers will be noisy")
     log(f"machine: {machine['cpu']}, {machine['cores_usable']} cores, torch {machine['versions']['torch']}, onnxruntime {machine['versions']['onnxruntime']}")
     log("measuring floors (bandwidth, GEMM throughput)")
     floors = measure_floors(widths=[256, 1024], batches=batches, quick=args.quick)
@@ -165,11 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         "created": utc_stamp(),
         "command": "python benchmarks/run_suite.py" + ("".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))),
         "quick": args.quick,
-        "settings": {"reps": reps, "warmup": 1, "official_reps": official_settings.reps, "max_seconds_per_point": settings.max_seconds, "batches": batches},
+        "settings": {"torch_threads": torch.get_num_threads(), "reps": reps, "warmup": 1, "official_reps": official_settings.reps, "max_seconds_per_point": settings.max_seconds, "batches": batches},
         "machine": machine,
         "floors": floors,
         "models": models,
         "peak_rss_mib": peak_rss_mib(),
+        # 1/5/15-minute load averages: anything well above 0 at the start means a shared CPU
+        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
     }
     result["targets"] = evaluate_targets(result)
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -112,3 +112,28 @@ def per_image(points_ms: dict[int, float], layout, fine_ratio: float, batch: int
     T = sequence_length(layout, fine_ratio)
     seconds = integrated_seconds({p: v / 1e3 for p, v in points_ms.items()}, T) / batch
     return {"tokens": T, "fine_ratio": fine_ratio, "seconds_per_image": seconds, "images_per_s": 1.0 / seconds if seconds else None}
+
+
+def sampled_generation(backend, layout, batch: int, decode: Callable[[np.ndarray], object]) -> dict:
+    """One real generation through the shared loop (masks + sampling, seed 0) and the decoder:
+    what `dq-edge run` costs, including the loop's numpy work that token replay leaves out."""
+    import time
+
+    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.sequences import decode_batch
+
+    t0 = time.perf_counter()
+    tokens = generate_tokens(backend, layout, batch, params=SamplingParams(seed=0))
+    t1 = time.perf_counter()
+    grain, codes = decode_batch(layout, tokens)
+    decode(codes)
+    t2 = time.perf_counter()
+    return {
+        "batch": batch,
+        "tokens_per_image": float(tokens.lengths.mean()),
+        "fine_ratio": float(grain.mean()),
+        "tokens_s": round(t1 - t0, 4),
+        "decoder_s": round(t2 - t1, 4),
+        "images_per_s": round(batch / (t2 - t0), 4),
+        "tokens_per_s": round(float(tokens.lengths.sum()) / (t1 - t0), 2),
+    }

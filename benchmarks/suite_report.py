@@ -107,12 +107,19 @@ def model_markdown(m: dict) -> list[str]:
         lines += ["", "Whole images, measured (token replay without sampling + decoder), images/s:", "",
                   "| config | batch | dynamic | all-fine | dynamic / fixed | tokens-only s/image measured | estimated |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
+        sampled = []
         for config, per_b in m["images_measured"].items():
             for b, rec in per_b.items():
                 d, f = rec["dynamic"], rec["all_fine"]
                 measured = d["wall"]["p50"] / 1e3 / int(b)
                 lines.append(f"| {config} | {b} | {_f(d['images_per_s_with_decoder'], '.2f')} | {_f(f['images_per_s_with_decoder'], '.2f')} | "
                              f"{_f(d['images_per_s_with_decoder'] / f['images_per_s_with_decoder'], '.2f')}x | {_f(measured, '.4f')} | {_f(image_seconds(m, config, int(b)), '.4f')} |")
+                if "sampled" in rec:
+                    g = rec["sampled"]
+                    sampled.append(f"| {config} | {b} | {g['tokens_per_image']:.1f} | {g['fine_ratio']:.3f} | {g['tokens_per_s']:.1f} | {g['images_per_s']:.3f} |")
+        if sampled:
+            lines += ["", "Real generation through the shared loop (sampling + masks, seed 0, one run; lengths chosen by the model):", "",
+                      "| config | batch | tokens/image | fine ratio | tokens/s | images/s (with decoder) |", "|---|---:|---:|---:|---:|---:|"] + sampled
     return lines + [""]
 
 
@@ -141,6 +148,8 @@ def suite_markdown(result: dict) -> str:
         f"# dq-edge benchmark suite: {m['cpu']}, {m['cores_usable']} cores, {result['created']}", "",
         f"Command: `{result['command']}` ({result['seconds']} s, peak RSS {result['peak_rss_mib']} MiB{', QUICK smoke run' if result['quick'] else ''}).",
         f"Versions: python {v['python']}, torch {v['torch']}, onnxruntime {v['onnxruntime']}, numpy {v['numpy']}, onnx {v['onnx']}, dq-edge {v['dq_edge']}.",
+        f"Load average (1/5/15 min) at start {result.get('load_average', {}).get('start')}, at end {result.get('load_average', {}).get('end')} "
+        "(a quiet 2-core machine shows < 0.5 at the start).",
         f"Settings: {result['settings']}. TensorRT: not available on this machine (no GPU); every number is CPU.", "",
         "Configurations: `official` = the official sampling algorithm (full-prefix recompute each token, torch eager); "
         "`torch-kv` = torch reference with static KV caches; `ort-*` = the dq-edge runtime on ONNX Runtime CPU at that precision.", "",

@@ -18,7 +18,7 @@ from dq_edge.models.torch_backend import TorchBackend
 from dq_edge.models.transformer import build_transformer
 from dq_edge.models.vae import build_vae
 
-from runtime_fixtures import class_export
+from runtime_fixtures import class_export, class_model_folder
 from torch_threads import single_torch_thread  # noqa: F401
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -88,6 +88,17 @@ def test_cli_bench_writes_json(tmp_path, capsys):
         assert {"encoder", "dgc"} <= set(rec["vae"]["encode"]) and "decoder" in rec["vae"]["decode"]
         assert rec["generation"]["images_per_s"] > 0
     assert "position step" in capsys.readouterr().out
+
+
+def test_cli_bench_exports_a_model_folder_once(tmp_path, monkeypatch, capsys):
+    """Like `dq-edge run`, a model folder is exported into the cache, then benched."""
+    monkeypatch.setenv("DQ_EDGE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    args = ["bench", "--engine", str(class_model_folder()), "--batch-sizes", "1", "--num", "1", "--warmup", "0", "--json", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    (run,) = json.loads(out.read_text())["runs"]
+    assert Path(run["folder"]).is_relative_to(tmp_path / "cache")
+    assert (Path(run["folder"]) / "manifest.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -9,16 +9,18 @@ from typing import Callable
 
 from dq_edge.bench.machine import machine_info, peak_rss_mib, utc_stamp
 from dq_edge.bench.stages import BenchSettings, bench_backend
-from dq_edge.errors import InputError
 
 
-def default_engine_folder() -> Path:
-    """The shipped model's export (exported into the cache on first use by the runtime)."""
-    try:
-        from dq_edge.runtime.default_model import default_export_folder  # noqa: PLC0415
-    except ImportError:
-        raise InputError("no shipped model in this build", "pass --engine EXPORT_OR_ENGINE_DIR") from None
-    return Path(default_export_folder())
+def resolve_folder(engine: Path | None, precision: str | None) -> Path:
+    """Export/engine folder to bench: as given, or (like `dq-edge run`) a model folder or the
+    shipped model exported once into the cache."""
+    from dq_edge.runtime.default_model import ensure_default_export, ensure_export, is_model_folder  # noqa: PLC0415
+
+    if engine is None:
+        return ensure_default_export(precision or "fp32")[0]
+    if is_model_folder(engine):
+        return ensure_export(engine, precision or "fp32")[0]
+    return engine
 
 
 def device_used_bytes() -> int | None:
@@ -56,22 +58,24 @@ def run_bench(
     fine_ratio: float,
     threads: int | None,
     progress: Callable[[str], None] | None = None,
+    cuda_graph: bool = False,
 ) -> dict:
     from dq_edge.runtime.session import open_runtime  # noqa: PLC0415
 
     say = progress or (lambda _msg: None)
-    folder = engine if engine is not None else default_engine_folder()
     settings = BenchSettings(warmup=warmup, reps=num)
     runs = []
     for precision in precisions:
         opened = time.perf_counter()
+        folder = resolve_folder(engine, precision)
         used_before = device_used_bytes()
-        rt = open_runtime(folder, backend, precision, threads=threads, max_batch=max(batch_sizes))
+        rt = open_runtime(folder, backend, precision, threads=threads, max_batch=max(batch_sizes), cuda_graph=cuda_graph)
         open_seconds = time.perf_counter() - opened
         say(f"{rt.backend.name} {rt.precision}: {rt.reason}")
         memory = _device_memory(used_before)
         runs.append(
             {
+                "folder": str(folder),
                 "backend": rt.backend.name,
                 "precision": rt.precision,
                 "reason": rt.reason,
@@ -86,8 +90,7 @@ def run_bench(
     return {
         "kind": "dq-edge-bench",
         "created": utc_stamp(),
-        "folder": str(folder),
-        "settings": {"batch_sizes": batch_sizes, "num": num, "warmup": warmup, "fine_ratio": fine_ratio, "threads": threads},
+        "settings": {"batch_sizes": batch_sizes, "num": num, "warmup": warmup, "fine_ratio": fine_ratio, "threads": threads, "cuda_graph": cuda_graph},
         "machine": machine_info(),
         "runs": runs,
         "peak_rss_mib": peak_rss_mib(),

@@ -39,7 +39,7 @@ def parse_precisions(text: str | None) -> list[str | None]:
 def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
-        engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX) or engine folder (TensorRT). Default: the shipped model, exported on first use."),
+        engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX), engine folder (TensorRT) or model folder. Default: the shipped model, exported once into the cache."),
         backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt"),
         precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8, or a list (fp32,int8). Default: fp32."),
         batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         warmup: int = typer.Option(1, "--warmup", help="Untimed calls before each measurement."),
         fine_ratio: float = typer.Option(0.5, "--fine-ratio", help="Share of fine regions in the replayed sequences (images/s)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+        cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
     ) -> None:
         """Per-stage latency (p50/p90), tokens/s, images/s, peak RSS, machine and versions."""
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=False)
         result = run_bench(
             engine, backend, parse_precisions(precision), sizes, num, warmup, fine_ratio, threads,
-            progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
+            progress=lambda msg: console.print(f"[dim]{msg}[/dim]"), cuda_graph=cuda_graph,
         )
         for table in bench_tables(result):
             console.print(table)
