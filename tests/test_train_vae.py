@@ -94,6 +94,9 @@ def test_resume_and_output_folder_errors(tmp_path, images):
     other = build_config(**micro_config(tmp_path / "run", images, steps=5, gan_start=100, lr=1e-2))
     with raises_line(ConfigError, "different config.*lr"):
         train(other, resume=True)
+    shorter = build_config(**micro_config(tmp_path / "run", images, steps=2, gan_start=100))
+    with raises_line(ConfigError, "past --steps 2.*--steps 3"):
+        train(shorter, resume=True)
     longer = build_config(**micro_config(tmp_path / "run", images, steps=5, gan_start=100))
     assert train(longer, resume=True) is not None  # more steps is a legitimate resume
 

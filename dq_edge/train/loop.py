@@ -65,6 +65,8 @@ def _restore(stage: Stage, order: BatchOrder, cfg: TrainConfig, info: DistInfo, 
     if diff:
         shown = ", ".join(f"{k}: {meta['config'].get(k)!r} -> {cfg.to_dict().get(k)!r}" for k in diff[:6])
         raise ConfigError(f"--resume with a different config ({shown})", f"resume with the checkpoint's settings (see {out / CONFIG_NAME}) or start a new --out")
+    if int(meta["step"]) > cfg.steps:
+        raise ConfigError(f"the checkpoint is at step {meta['step']}, past --steps {cfg.steps}", f"pass --steps {meta['step']} or more")
     stage.load_state(tensors, meta["stage"])
     order.load_state_dict(meta["data_order"])
     rng_meta = meta["rng"]
