@@ -57,13 +57,18 @@ def floor_record(floors: dict, tr: torch.nn.Module, dims: GraphDims, config: str
     throughput = throughput or peak_gemm_throughput(floors, "fp32-numpy")
     flops_floor_ms = flops / (throughput * 1e9) * 1e3
     floor_ms, basis = (bytes_floor_ms, "bytes") if batch == 1 else (flops_floor_ms, "flops")
+    kv = 0 if official else kv_bytes(dims, batch, precision)
+    # what a step must stream in total: weights once + every static cache row (masked rows too)
+    streamed_floor_ms = (wbytes + kv) / (bandwidth_for(floors, wbytes + kv) * 1e9) * 1e3
     return {
         "config": config,
         "batch": batch,
         "prefix": prefix,
         "step_ms": step_ms,
         "weight_bytes": wbytes,
-        "kv_bytes": 0 if official else kv_bytes(dims, batch, precision),
+        "kv_bytes": kv,
+        "weights_plus_kv_floor_ms": round(streamed_floor_ms, 4),
+        "ratio_to_weights_plus_kv_floor": round(step_ms / streamed_floor_ms, 3) if streamed_floor_ms else None,
         "bandwidth_gbps": bandwidth,
         "bytes_floor_ms": round(bytes_floor_ms, 4),
         "flops": flops,

@@ -9,7 +9,8 @@ position and one content id per sample) at several prefix lengths p (the token's
 
 Integrated cost per image: a sequence of T tokens needs T-1 steps at indices 0..T-2. The
 per-step curve is interpolated piecewise-linearly through the measured points (linear
-extrapolation beyond the first/last point, clamped at >= 0) and summed over those indices;
+extrapolation beyond the first/last point, bounded so that it never rises towards shorter
+prefixes nor falls towards longer ones) and summed over those indices;
 seconds per batch / batch = seconds per image. On emoji64 the same estimate is checked against
 a directly measured whole-image replay (reported side by side).
 """
@@ -31,16 +32,19 @@ Say = Callable[[str], None]
 
 
 def interpolate(points: dict[int, float], t: np.ndarray) -> np.ndarray:
-    """Piecewise-linear through (prefix, seconds), linear beyond the ends, never negative."""
+    """Piecewise-linear through (prefix, seconds); beyond the ends the end segments continue
+    linearly but only in the direction a step cost can go with more prefix: never above the
+    first point below it (nor below 0), never below the last point above it. A noisy downward
+    end segment therefore holds flat instead of driving the estimate to zero."""
     xs = np.array(sorted(points), dtype=np.float64)
     ys = np.array([points[int(x)] for x in xs], dtype=np.float64)
     if len(xs) == 1:
         return np.full(t.shape, ys[0])
     out = np.interp(t, xs, ys)
     lo, hi = t < xs[0], t > xs[-1]
-    out[lo] = ys[0] + (t[lo] - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
-    out[hi] = ys[-1] + (t[hi] - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    return np.maximum(out, 0.0)
+    out[lo] = np.clip(ys[0] + (t[lo] - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0]), 0.0, ys[0])
+    out[hi] = np.maximum(ys[-1] + (t[hi] - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]), ys[-1])
+    return out
 
 
 def integrated_seconds(points: dict[int, float], length: int) -> float:

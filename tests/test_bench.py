@@ -153,4 +153,46 @@ def test_integrated_cost_is_the_sum_of_the_interpolated_curve(suite_modules):
     assert suite_measure.integrated_seconds(points, 5) == pytest.approx(sum(1.0 + t for t in range(4)))
     flat = {64: 2.0, 320: 2.0, 640: 2.0}
     assert suite_measure.integrated_seconds(flat, 101) == pytest.approx(200.0)
-    np.testing.assert_allclose(suite_measure.interpolate({5: 1.0, 10: 0.0}, np.array([20.0])), [0.0])  # clamped
+    # a (noisy) falling curve holds its end values outside the measured range
+    np.testing.assert_allclose(suite_measure.interpolate({5: 2.0, 10: 1.0}, np.array([0.0, 20.0])), [2.0, 1.0])
+    np.testing.assert_allclose(suite_measure.interpolate({5: 1.0, 10: 6.0}, np.array([0.0])), [0.0])  # >= 0
+
+
+def test_suite_runs_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
+    """run_suite's pieces on the 256-px token grid with the tiny preset: every configuration
+    measured, floors, targets, and the JSON / markdown / PNG / README table written."""
+    monkeypatch.setenv("DQ_EDGE_BENCH_CACHE", str(tmp_path / "cache"))
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        for name in ("suite_models", "run_suite"):
+            sys.modules.pop(name, None)  # re-read CACHE from the environment
+        import run_suite
+        import suite_models
+        from suite_report import readme_table, write_results
+
+        floors_ = {"bandwidth": [{"size_bytes": 1 << 30, "read_gbps": 10.0}],
+                   "gemm": [{"kind": "fp32-numpy", "shape": [512, 512, 512], "gflops": 100.0}]}
+        model = suite_models.prepare_p6c18(["fp32", "int8", "fp16"], lambda _m: None, preset="tiny")
+        record = run_suite.bench_model(model, floors_, [1], BenchSettings(0, 1), BenchSettings(0, 1))
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    assert set(record["curves"]) == {"official", "torch-kv", "ort-fp32", "ort-int8", "ort-fp16"}, record["unavailable"]
+    assert record["tokens_per_image"] == 644 and record["tokens_all_fine"] == 1028
+    for config, per_b in record["per_image_estimated"].items():
+        est = per_b["1"]
+        assert est["dynamic"]["seconds_per_image"] < est["all_fine"]["seconds_per_image"], config
+    assert all(f["floor_ms"] > 0 and f["ratio_to_floor"] > 0 for f in record["floors"])
+    record["name"] = "p6c18"  # the targets are defined on p6c18: check their plumbing here
+    result = {"kind": "dq-edge-bench-suite", "created": "2026-01-01T00:00:00Z", "command": "test", "quick": True,
+              "settings": {}, "machine": {"cpu": "test cpu", "cores_usable": 2, "versions": {k: "x" for k in ("python", "torch", "onnxruntime", "numpy", "onnx", "dq_edge")}},
+              "floors": floors_ | {"bandwidth": [{"size_bytes": 1 << 30, "read_gbps": 10.0, "copy_gbps": 20.0}],
+                                   "gemm": [{"kind": "fp32-numpy", "shape": [512, 512, 512], "gflops": 100.0, "gflops_p50": 90.0}]},
+              "models": [record], "peak_rss_mib": 1.0, "seconds": 1.0}
+    result["targets"] = run_suite.evaluate_targets(result)
+    measured = {t["target"]: t["value"] for t in result["targets"]}
+    assert len(measured) == 5
+    for name, value in measured.items():  # only batch 1 ran: batch-8 targets have no value
+        assert (value is None) == ("batch 8" in name), name
+    paths = write_results(result, tmp_path / "results", "test-run")
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
+    assert "| p6c18 | 1 |" in readme_table(result)
