@@ -49,6 +49,7 @@ def _stage_table(summary: dict):
 
 
 def run_command(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Output folder (written atomically: complete or absent)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX), engine folder (TensorRT) or model folder (exported on first use into the cache). Default: the shipped model."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt"),
@@ -135,7 +136,7 @@ def run_command(
                 if complete is not None else None,
                 "backends_skipped": opened.skipped,
                 "exported_now": exported_now,
-                "command": "dq-edge run " + " ".join(_argv_tail()),
+                "command": _command_line(ctx),
             },
         )
         write_json(tmp / "summary.json", summary)
@@ -146,11 +147,17 @@ def run_command(
     )
 
 
-def _argv_tail() -> list[str]:
-    import sys
+def _command_line(ctx: typer.Context) -> str:
+    """The options that differ from their defaults, as one reproducible command line."""
+    import shlex
 
-    argv = sys.argv[1:]
-    return argv[argv.index("run") + 1 :] if "run" in argv else argv
+    parts = ["dq-edge", "run"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or not param.opts:
+            continue
+        parts += [param.opts[0]] if value is True else [param.opts[0], str(value)]
+    return shlex.join(parts)
 
 
 def _generate_with_progress(console, backend, layout, request):
