@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dq_edge.bench.floors import measure_floors  # noqa: E402
 from dq_edge.bench.machine import machine_info, machine_slug, peak_rss_mib, utc_stamp  # noqa: E402
 from dq_edge.bench.stages import BenchSettings, sequence_length  # noqa: E402
-from dq_edge.errors import DQEdgeError  # noqa: E402
 
 import suite_models  # noqa: E402
 from suite_floors import floor_record, streamed_params  # noqa: E402
@@ -70,7 +69,7 @@ def bench_model(model: suite_models.SuiteModel, floors: dict, batches: list[int]
                 curves[config] = {b: kv_curve(target, b, prefixes, settings, log, config) for b in batches}
             if model.has_vae:  # whole images, measured (tokens by replay + the decoder)
                 images[config] = measure_images(model, config, target, batches, ratios, settings if config != "official" else ONE_RUN)
-        except (DQEdgeError, RuntimeError) as exc:  # e.g. an fp16 graph the CPU provider refuses
+        except Exception as exc:  # noqa: BLE001 - e.g. an fp16 graph the CPU provider refuses: keep the others
             unavailable[config] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             log(f"  {config} unavailable: {unavailable[config]}")
         finally:
