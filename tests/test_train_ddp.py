@@ -27,7 +27,7 @@ def test_ddp_two_processes_sync_and_exact_resume(tmp_path):
     cfg["out"] = str(tmp_path / "runs")
     report = tmp_path / "report.json"
     worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent), "DQ_EDGE_DATA": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), str(worker), json.dumps(cfg), str(report)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -83,8 +83,9 @@ def test_transformer_resume_is_exact(tmp_path, setup, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_stage2_errors(tmp_path, setup, capsys):
-    images, vae_folder, _ = setup
+def test_stage2_errors(tmp_path, setup, capsys, monkeypatch):
+    images, vae_folder, cache = setup
+    monkeypatch.setenv("DQ_EDGE_DATA", str(cache))
     with raises_line(ConfigError, "do not fit the preset"):
         train(tr_config(tmp_path / "r1", images, vae_folder, transformer={"nonsense": 1}))
     assert main(["train", "transformer", "--data", str(images), "--out", str(tmp_path / "r2")]) == 1
