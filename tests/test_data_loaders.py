@@ -185,3 +185,15 @@ def test_cli_data_info_and_errors(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_prepare_tells_the_user_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("DQ_EDGE_DATA", str(tmp_path))
+    with raises_line(InputError, "apt-get install dataset-fashion-mnist"):
+        fmnist.prepare(system_dir=tmp_path / "no-such-dir")
+    monkeypatch.setattr(emoji64.shutil, "which", lambda name: None)
+    from dq_edge.errors import DQEdgeError
+
+    with raises_line(DQEdgeError, "npm is not installed.*apt-get install npm"):
+        emoji64.prepare()
+    assert not list(tmp_path.rglob("*.npz"))  # nothing half-prepared
