@@ -7,7 +7,11 @@ from pathlib import Path
 import typer
 
 
-def _progress_run(fn, label: str, **kwargs):
+def _progress_run(fn, label: str, threads: int | None = None, **kwargs):
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed} images"), TimeElapsedColumn(), transient=True) as bar:
@@ -47,12 +51,13 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", "--split"),
         num: int = typer.Option(None, "--num", help="First N images of the split (default: all)."),
         no_fid: bool = typer.Option(False, "--no-fid", help="Skip rFID/KID (no Inception pass)."),
+        threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy machine)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
     ) -> None:
         """Reconstruction quality and code statistics of a DQ-VAE."""
         from dq_edge.eval.run import eval_recon
 
-        _finish(_progress_run(eval_recon, "reconstruct", model=str(model), data_spec=data, split=split, num=num, fid=not no_fid),
+        _finish(_progress_run(eval_recon, "reconstruct", threads=threads, model=str(model), data_spec=data, split=split, num=num, fid=not no_fid),
                 out, _command("recon", model, data=data, split=split, num=num, no_fid=no_fid))
 
     @eval_app.command("gen")
@@ -66,6 +71,7 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(None, "--top-k"),
         top_p: float = typer.Option(None, "--top-p"),
         cfg_scale: float = typer.Option(None, "--cfg-scale", help="Classifier-free guidance (class models trained with class dropout)."),
+        threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy machine)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
     ) -> None:
         """FID and KID of generated images against real ones (a model's samples cycle over all classes)."""
@@ -75,7 +81,7 @@ def register(app: typer.Typer) -> None:
         sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale}
         if num < 2:
             raise UsageError("--num must be at least 2 for FID/KID", "use --num 100 or more for meaningful numbers")
-        _finish(_progress_run(eval_gen, "generate+features", source=str(source), data_spec=data, split=split, num=num, seed=seed,
+        _finish(_progress_run(eval_gen, "generate+features", threads=threads, source=str(source), data_spec=data, split=split, num=num, seed=seed,
                                sampling=sampling),
                 out, _command("gen", source, data=data, split=split, num=num, seed=seed, **sampling))
 
