@@ -17,14 +17,12 @@ Writes benchmarks/results/export_accuracy-<model>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "dq_edge" / "assets" / "samples"
@@ -49,8 +47,8 @@ def image_sets(size: int, calib: str | None, evals: str | None, calib_num: int, 
     from dq_edge.data.registry import load_dataset
 
     if calib or evals:
-        cal = load_dataset(calib or evals, split="train", image_size=size)
-        ev = load_dataset(evals or calib, split="test" if not Path(evals or calib).is_dir() else "all", image_size=size)
+        load_dataset(calib or evals, split="train", image_size=size)  # fail early on a bad calibration spec
+        ev = load_dataset(evals or calib, split="test", image_size=size)  # a folder without test/ is used whole
         return calib or evals, to_float(ev.subset(num_eval).images), f"calibration {calib or evals}, eval {evals or calib}"
     try:
         load_dataset("emoji64", split="train", image_size=size)
@@ -69,13 +67,27 @@ def image_sets(size: int, calib: str | None, evals: str | None, calib_num: int, 
     return str(cal_dir), ev, f"bundled samples resized to {size}px: {half} calibration, {len(ev)} eval"
 
 
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
 def to_markdown(result: dict) -> str:
     lines = [
         f"# Export accuracy: {result['model']}",
         "",
         f"- model: {result['label']}",
         f"- images: {result['images_source']}",
-        f"- ONNX Runtime {result['onnxruntime']} CPU, {result['threads']} thread(s), {result['machine']}",
+        f"- ONNX Runtime {result['onnxruntime']} CPU, {result['threads']} thread(s), {result['machine']}"
+        f" (1-min load average at the end: {result['load_average_1min_at_end']:.1f}; speed ratios are measured"
+        " alternately in one run, absolute times depend on that load)",
         f"- command: `{result['command']}`",
         f"- fp32 reconstruction PSNR: {result['report']['fp32_reconstruction_psnr']:.2f} dB",
         "",
@@ -138,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "export_seconds": export_s,
         "onnxruntime": onnxruntime.__version__,
         "threads": args.threads,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()}".strip(),
+        "machine": _machine(),
+        "load_average_1min_at_end": os.getloadavg()[0],
         "command": "python benchmarks/export_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "report": report,
     }
