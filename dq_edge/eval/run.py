@@ -72,7 +72,8 @@ def eval_recon(model: str, data_spec: str, split: str = "test", num: int | None 
         "model": str(model), "data": data_spec, "split": split, "num_images": len(data),
         "psnr": _mean(per["psnr"]), "ssim": _mean(per["ssim"]), "ms_ssim": _mean(per["ms_ssim"]), "ms_ssim_label": ms_label,
         "codes": stats,
-        "notes": ["PSNR/SSIM/MS-SSIM on images scaled to [0,1], reconstructions clamped to [-1,1] first."],
+        "notes": ["PSNR/SSIM/MS-SSIM on images scaled to [0,1], reconstructions clamped to [-1,1] first; "
+                  "a pixel-exact reconstruction (PSNR = inf) is left out of the PSNR mean."],
     }
     if fid:
         extractor = load_extractor()
