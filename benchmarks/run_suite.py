@@ -20,7 +20,22 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+
+def _threads_from_argv(argv: list[str]) -> int | None:
+    """`--threads N` must reach OpenMP / OpenBLAS before numpy and torch load them."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return None
+
+
+if __name__ == "__main__" and _threads_from_argv(sys.argv[1:]):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(_threads_from_argv(sys.argv[1:]))
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -134,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None, help="comma list of emoji64,p6c18 (default: both; --quick: emoji64)")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per point (default 5, quick 2)")
-    ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: every usable core, like ONNX Runtime)")
+    ap.add_argument("--threads", type=int, default=None, help="threads for torch, ONNX Runtime and the floors alike (default: every usable core); 1 on a shared machine")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--p6c18-preset", default="p6c18", help=argparse.SUPPRESS)  # tests: "tiny" on the same grid
     args = ap.parse_args(argv)
@@ -144,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (2 if args.quick else 5)
     settings = BenchSettings(warmup=1, reps=reps, max_seconds=30.0)
     official_settings = BenchSettings(warmup=1, reps=min(reps, 3), max_seconds=20.0)
-    torch.set_num_threads(args.torch_threads or max(1, len(os.sched_getaffinity(0))))
+    threads = args.threads or max(1, len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads)
+    suite_models.ORT_THREADS = threads
 
     machine = machine_info()
     load_start = os.getloadavg()
@@ -152,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"WARNING: load average {load_start[0]:.2f} before the run: other processes share the CPU, numbers will be noisy")
     log(f"machine: {machine['cpu']}, {machine['cores_usable']} cores, torch {machine['versions']['torch']}, onnxruntime {machine['versions']['onnxruntime']}")
     log("measuring floors (bandwidth, GEMM throughput)")
-    floors = measure_floors(widths=[256, 1024], batches=batches, quick=args.quick)
+    floors = measure_floors(widths=[256, 1024], batches=batches, quick=args.quick, threads=threads)
     log(f"  read bandwidth {', '.join(str(r['read_gbps']) for r in floors['bandwidth'])} GB/s; took {floors['seconds']} s")
 
     models = []
@@ -174,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": utc_stamp(),
         "command": "python benchmarks/run_suite.py" + ("".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))),
         "quick": args.quick,
-        "settings": {"torch_threads": torch.get_num_threads(), "reps": reps, "warmup": 1, "official_reps": official_settings.reps, "max_seconds_per_point": settings.max_seconds, "batches": batches},
+        "settings": {"threads": threads, "torch_threads": torch.get_num_threads(), "reps": reps, "warmup": 1, "official_reps": official_settings.reps, "max_seconds_per_point": settings.max_seconds, "batches": batches},
         "machine": machine,
         "floors": floors,
         "models": models,

@@ -38,6 +38,7 @@ CACHE = Path(os.environ.get("DQ_EDGE_BENCH_CACHE", REPO / "benchmarks" / ".cache
 STEP_GRAPHS = ("transformer_position_step", "transformer_content_step")
 PAPER_FINE_RATIO = 0.5  # the budget target of the paper's dual-grain models
 MAX_BATCH = 8
+ORT_THREADS: int | None = None  # intra-op threads of the benchmarked sessions (None: ORT's default)
 Say = Callable[[str], None]
 
 
@@ -250,12 +251,12 @@ def clear_cache() -> None:
 
 
 # ----------------------------------------------------------------------------------- backends
-def ort_backend(model: SuiteModel, precision: str, threads: int | None = None):
+def ort_backend(model: SuiteModel, precision: str):
     from dq_edge.runtime.ort_backend import OrtBackend
 
     if precision not in model.files:
         raise DQEdgeError(f"no {precision} graphs for {model.name}", "see the model's notes")
-    return OrtBackend(model.files[precision], model.dims, model.layout, precision, MAX_BATCH, provider="cpu", threads=threads)
+    return OrtBackend(model.files[precision], model.dims, model.layout, precision, MAX_BATCH, provider="cpu", threads=ORT_THREADS)
 
 
 def torch_backend(model: SuiteModel):

@@ -99,7 +99,7 @@ def gemm_fp32(m: int, k: int, n: int, reps: int = 5, max_seconds: float = 5.0) -
     return _gemm_record("fp32-numpy", m, k, n, stats)
 
 
-def gemm_int8_ort(m: int, k: int, n: int, reps: int = 5, max_seconds: float = 5.0) -> dict | None:
+def gemm_int8_ort(m: int, k: int, n: int, reps: int = 5, max_seconds: float = 5.0, threads: int | None = None) -> dict | None:
     """ONNX Runtime MatMulInteger (uint8 x int8 -> int32); None when `onnx` is not installed."""
     try:
         import onnx  # noqa: PLC0415 - optional, only to build the one-node graph
@@ -119,7 +119,10 @@ def gemm_int8_ort(m: int, k: int, n: int, reps: int = 5, max_seconds: float = 5.
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # what every supported onnxruntime reads
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"a": rng.integers(0, 255, size=(m, k), dtype=np.uint8)}
     stats = measure(lambda: session.run(None, feed), warmup=1, reps=reps, max_seconds=max_seconds)
     return _gemm_record("int8-ort-matmulinteger", m, k, n, stats)
@@ -136,11 +139,12 @@ def _gemm_record(kind: str, m: int, k: int, n: int, stats: Stats) -> dict:
     }
 
 
-def measure_floors(widths: list[int], batches: list[int], quick: bool = False) -> dict:
+def measure_floors(widths: list[int], batches: list[int], quick: bool = False, threads: int | None = None) -> dict:
     """Bandwidth below/above the last-level cache and GEMM throughput at every (batch, width).
 
     The large working set is 2x the last-level cache (so it streams from DRAM), capped to keep
-    quick runs quick.
+    quick runs quick. `threads` limits the bandwidth threads and ONNX Runtime's int8 GEMM; numpy's
+    BLAS threads follow OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (set before numpy is imported).
     """
     started = time.perf_counter()
     llc = last_level_cache_bytes()
@@ -149,21 +153,21 @@ def measure_floors(widths: list[int], batches: list[int], quick: bool = False) -
         big = 64 * MiB
     sizes = sorted({16 * MiB, big})
     reps = 3 if quick else 5
-    bandwidth = [memory_bandwidth(s, reps=reps) for s in sizes]
+    bandwidth = [memory_bandwidth(s, threads=threads, reps=reps) for s in sizes]
     gemms = []
     for width in sorted(set(widths)):
         for m in sorted(set(batches)):
             gemms.append(gemm_fp32(m, width, 4 * width, reps=reps))
-            int8 = gemm_int8_ort(m, width, 4 * width, reps=reps)
+            int8 = gemm_int8_ort(m, width, 4 * width, reps=reps, threads=threads)
             if int8 is not None:
                 gemms.append(int8)
     peak = 512 if quick else 2048
     gemms.append(gemm_fp32(peak, peak, peak, reps=reps))
-    int8_peak = gemm_int8_ort(peak, peak, peak, reps=reps)
+    int8_peak = gemm_int8_ort(peak, peak, peak, reps=reps, threads=threads)
     if int8_peak is not None:
         gemms.append(int8_peak)
     return {
-        "threads": usable_threads(),
+        "threads": threads or usable_threads(),
         "last_level_cache_bytes": llc,
         "bandwidth": bandwidth,
         "gemm": gemms,
