@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per point (default 5, quick 2)")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch, ONNX Runtime and the floors alike (default: every usable core); 1 on a shared machine")
+    ap.add_argument("--reuse-exports", action="store_true", help="reuse p6c18 step graphs exported by older code (noted in the results)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--p6c18-preset", default="p6c18", help=argparse.SUPPRESS)  # tests: "tiny" on the same grid
     args = ap.parse_args(argv)
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or max(1, len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
     suite_models.ORT_THREADS = threads
+    suite_models.REUSE_EXPORTS = args.reuse_exports
 
     machine = machine_info()
     load_start = os.getloadavg()

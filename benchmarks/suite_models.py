@@ -39,6 +39,8 @@ STEP_GRAPHS = ("transformer_position_step", "transformer_content_step")
 PAPER_FINE_RATIO = 0.5  # the budget target of the paper's dual-grain models
 MAX_BATCH = 8
 ORT_THREADS: int | None = None  # intra-op threads of the benchmarked sessions (None: ORT's default)
+# reuse p6c18 step graphs exported by older code instead of re-exporting (minutes); noted in results
+REUSE_EXPORTS = False
 Say = Callable[[str], None]
 
 
@@ -230,6 +232,13 @@ def prepare_p6c18(precisions: list[str], say: Say, preset: str = "p6c18") -> Sui
     tr = build_transformer(preset, P6C18_LAYOUT, seed=0).eval()
     dims = graph_dims(tr, image_size=256, z_channels=256, router="entropy")
     folder = CACHE / f"{preset}-steps-seed0-{_code_digest()}"
+    notes = []
+    if REUSE_EXPORTS and not (folder / "stamp.json").is_file():
+        older = _newest_complete(f"{preset}-steps-seed0-*", precisions)
+        if older is not None:
+            folder = older
+            notes.append(f"step graphs reused from {older.name} (exported by older model/export code)")
+            say(notes[-1])
     stamp = folder / "stamp.json"
     have = json.loads(stamp.read_text())["precisions"] if stamp.is_file() else []
     if not set(precisions) <= set(have):
@@ -243,7 +252,17 @@ def prepare_p6c18(precisions: list[str], say: Say, preset: str = "p6c18") -> Sui
     label = "p6c18 dims (official 256-px stage 2: 1024 wide, 6+18 layers), RANDOM weights"
     if preset != "p6c18":
         label = f"{preset} preset on the 256-px token grid, RANDOM weights"
-    return SuiteModel(preset, label, tr, dims, files, PAPER_FINE_RATIO, f"paper budget target {PAPER_FINE_RATIO}", False)
+    return SuiteModel(preset, label, tr, dims, files, PAPER_FINE_RATIO, f"paper budget target {PAPER_FINE_RATIO}", False, notes)
+
+
+def _newest_complete(pattern: str, precisions: list[str]) -> Path | None:
+    """The most recent cached step-graph folder holding every wanted precision."""
+    done = []
+    for folder in CACHE.glob(pattern):
+        stamp = folder / "stamp.json"
+        if stamp.is_file() and set(precisions) <= set(json.loads(stamp.read_text())["precisions"]):
+            done.append(folder)
+    return max(done, key=lambda f: (f / "stamp.json").stat().st_mtime, default=None)
 
 
 def clear_cache() -> None:
