@@ -135,3 +135,36 @@ def test_dynamo_exporter_gives_equivalent_rule_abiding_graphs(setup, tmp_path):
         a, b = run(dyn, feed), run(s[graph], feed)
         for name in a:
             assert np.abs(a[name] - b[name]).max() <= TOL, (graph, name)
+
+
+def test_torch_parity_summary_on_the_tiny_model():
+    """The function the accuracy benchmark uses to report parity on the shipped model."""
+    from dq_edge.export.parity import torch_parity
+
+    r = torch_parity(tiny_export(), load_models(tiny_model_folder()), images(2, seed=31))
+    assert r["grain_identical"] and r["codes_identical"]
+    assert r["steps"] > 20
+    for key in ("encoder_max_error", "decoder_max_error", "position_logits_max_error", "content_logits_max_error", "prefill_max_error"):
+        assert 0 <= r[key] <= TOL, key
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "dq_edge" / "assets" / "model"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped model in dq_edge/assets/model")
+def test_shipped_model_fp32_parity(tmp_path):
+    from dq_edge.export.parity import torch_parity
+    from dq_edge.export.pipeline import ExportRequest, export_model
+
+    export_model(ExportRequest(model=SHIPPED, out=tmp_path / "export", precisions=["fp32"], max_batch=2))
+    models = load_models(SHIPPED)
+    from dq_edge.data.batches import to_float
+    from dq_edge.data.registry import load_dataset
+
+    samples = load_dataset(str(SHIPPED.parent / "samples"), split="all", image_size=models.image_size)
+    r = torch_parity(tmp_path / "export", models, to_float(samples.images[:2]))
+    assert r["grain_identical"] and r["codes_identical"]
+    for key in ("encoder_max_error", "decoder_max_error", "position_logits_max_error", "content_logits_max_error", "prefill_max_error"):
+        if key in r:
+            assert r[key] <= TOL, (key, r[key])

@@ -88,20 +88,21 @@ def _median_seconds(session, feed: dict[str, np.ndarray], repeats: int) -> float
 def _speed(ref: Sessions, low: Sessions, info32: ExportInfo, image: np.ndarray, grain, codes, repeats: int) -> dict[str, Any]:
     """Median seconds per call, fp32 and P alternately on the same inputs."""
     feats = run(ref["encoder"], {"image": image})
-    content, position, segment, _ = token_sequences(grain, codes, info32.layout)
-    T = min(int(content.shape[1]), 16)
-    tf = teacher_forced_steps(
-        ref["transformer_position_step"], ref["transformer_content_step"], info32.dims, "fp32",
-        content[:, :T], position[:, :T], segment[:, :T], record=lambda t: t == T - 2,
-    )
     feeds = {
         "encoder": {"image": image},
         "dgc": {"h_coarse": feats["h_coarse"], "h_fine": feats["h_fine"], **({"image": image} if info32.dims.router == "entropy" else {})},
         "decoder": {"codes": codes},
-        "transformer_position_step": tf.position_feeds[-1],
-        "transformer_content_step": tf.content_feeds[-1],
-        "transformer_prefill": {"content": content[:, :T], "position": position[:, :T], "segment": segment[:, :T]},
     }
+    if info32.layout is not None and "transformer_position_step" in ref:
+        content, position, segment, _ = token_sequences(grain, codes, info32.layout)
+        T = min(int(content.shape[1]), 16)
+        tf = teacher_forced_steps(
+            ref["transformer_position_step"], ref["transformer_content_step"], info32.dims, "fp32",
+            content[:, :T], position[:, :T], segment[:, :T], record=lambda t: t == T - 2,
+        )
+        feeds["transformer_position_step"] = tf.position_feeds[-1]
+        feeds["transformer_content_step"] = tf.content_feeds[-1]
+        feeds["transformer_prefill"] = {"content": content[:, :T], "position": position[:, :T], "segment": segment[:, :T]}
     out = {}
     for graph, feed in feeds.items():
         if graph not in ref or graph not in low:
