@@ -95,11 +95,16 @@ def to_markdown(result: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for p, e in result["report"]["precisions"].items():
-        t = e.get("tokens", {})
+        t = e.get("tokens")
+        if t:
+            tok = (
+                f"{t['position_max_logit_error']:.4f} / {t['content_max_logit_error']:.4f} "
+                f"| {100 * t['greedy_agreement']:.2f} % ({t['position_rows'] + t['content_rows']} rows)"
+            )
+        else:
+            tok = "n/a (no transformer) | n/a"
         lines.append(
-            f"| {p} | {t.get('position_max_logit_error', float('nan')):.4f} / {t.get('content_max_logit_error', float('nan')):.4f} "
-            f"| {100 * t.get('greedy_agreement', float('nan')):.2f} % ({t.get('position_rows', 0) + t.get('content_rows', 0)} rows) "
-            f"| {e['decoder_psnr_vs_fp32']:.2f} dB | {e['reconstruction_psnr_drop']:.3f} dB | {100 * e['code_agreement']:.2f} % |"
+            f"| {p} | {tok} | {e['decoder_psnr_vs_fp32']:.2f} dB | {e['reconstruction_psnr_drop']:.3f} dB | {100 * e['code_agreement']:.2f} % |"
         )
     lines += ["", "CPU speed (median ms per call, same inputs, measured alternately in one run):", ""]
     lines += ["| precision | graph | fp32 ms | ms | speed-up |", "|---|---|---|---|---|"]
