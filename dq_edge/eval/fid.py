@@ -56,8 +56,10 @@ def cached_real_features(key: dict, compute: Callable[[], torch.Tensor]) -> tupl
 def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: torch.nn.Module, kid_subset: int = 100) -> dict:
     """FID and KID (mean, std) between two feature sets, computed by torchmetrics.
 
-    KID uses subsets of min(kid_subset, N) samples; at small N KID is the less biased number, so
-    it is always reported beside FID.
+    KID averages its unbiased estimate over 50 random subsets of min(kid_subset, N // 2) samples:
+    half-size subsets at small N keep the reported std meaningful (with subset = N every subset is
+    the whole set and the std is 0 by construction). KID is always reported beside FID: at small
+    N it is the less biased number.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
@@ -65,21 +67,24 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: torch.nn.Module, 
     n = min(len(real), len(fake))
     if n < 2:
         raise InputError(f"FID/KID need at least 2 images per set, got {len(real)} real and {len(fake)} generated", "pass a larger --num")
+    subset = min(kid_subset, max(2, n // 2))
     fid = FrechetInceptionDistance(feature=extractor, normalize=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")  # few thousand features at most here
-        kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=min(kid_subset, n), subsets=50)
+        kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=subset, subsets=50)
     for metric in (fid, kid):
         metric.update(real, real=True)
         metric.update(fake, real=False)
-    kid_mean, kid_std = kid.compute()
+    with torch.random.fork_rng():  # KID draws its subsets from the global RNG: fix it so reports reproduce
+        torch.manual_seed(0)
+        kid_mean, kid_std = kid.compute()
     return {
         "label": fid_label(len(real), len(fake)),
         "network": NETWORK,
         "fid": float(fid.compute()),
         "kid_mean": float(kid_mean),
         "kid_std": float(kid_std),
-        "kid_subset_size": min(kid_subset, n),
+        "kid_subset_size": subset,
         "n_real": len(real),
         "n_fake": len(fake),
     }
