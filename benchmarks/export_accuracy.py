@@ -114,6 +114,25 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _parity(args, model: Path, label: str, source: str, eval_images, out: Path) -> int:
+    """fp32 export + torch parity on the first --max-batch eval images (item 3 numbers)."""
+    from dq_edge.atomic import write_json, write_text
+    from dq_edge.export.graphs import load_models
+    from dq_edge.export.parity import torch_parity
+    from dq_edge.export.pipeline import ExportRequest, export_model
+
+    export_model(ExportRequest(model=model, out=out, precisions=["fp32"], max_batch=args.max_batch))
+    result = torch_parity(out, load_models(model), eval_images[: args.max_batch])
+    name = Path(args.model).name if Path(args.model).is_dir() else args.model
+    doc = {"model": name, "label": label, "images_source": source, "command": "python benchmarks/export_accuracy.py " + " ".join(sys.argv[1:]), "parity": result}
+    write_json(args.out_dir / f"export_parity-{name}.json", doc)
+    md = [f"# fp32 parity, ONNX Runtime CPU vs torch: {name}", "", f"- model: {label}", f"- images: {source}", f"- command: `{doc['command']}`", "",
+          "| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in result.items()]
+    write_text(args.out_dir / f"export_parity-{name}.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="model folder or preset (tiny, emoji64) for a random-init model")
@@ -125,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--parity-only", action="store_true", help="only fp32 parity vs torch (export_parity-<model>.json/.md)")
     args = ap.parse_args(argv)
 
     import onnxruntime
@@ -137,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         model, label = build_model(args.model, Path(tmp) / "model")
         size = load_models(model).image_size
         calib, eval_images, source = image_sets(size, args.calib, args.evals, args.calib_num, args.num_eval)
+        if args.parity_only:
+            return _parity(args, model, label, source, eval_images, Path(tmp) / "export")
         is_dataset = not Path(calib).is_dir()
         req = ExportRequest(
             model=model, out=Path(tmp) / "export", precisions=["fp32", "fp16", "int8"], max_batch=args.max_batch,
