@@ -126,8 +126,9 @@ def sampled_generation(backend, layout, batch: int, decode: Callable[[np.ndarray
     from dq_edge.runtime.loop import SamplingParams, generate_tokens
     from dq_edge.sequences import decode_batch
 
+    classes = None if layout.n_classes == 0 else [i % layout.n_classes for i in range(batch)]  # no guidance
     t0 = time.perf_counter()
-    tokens = generate_tokens(backend, layout, batch, params=SamplingParams(seed=0))
+    tokens = generate_tokens(backend, layout, batch, classes=classes, params=SamplingParams(seed=0))
     t1 = time.perf_counter()
     grain, codes = decode_batch(layout, tokens)
     decode(codes)
