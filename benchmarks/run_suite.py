@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["targets"] = evaluate_targets(result)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    stem = f"{machine_slug(machine)}-{result['created'][:10]}" + ("-quick" if args.quick else "")
+    stem = f"{machine_slug(machine)}-{result['created'][:10]}" + (f"-t{args.threads}" if args.threads else "") + ("-quick" if args.quick else "")
     paths = write_results(result, args.out, stem)
     log(f"done in {result['seconds']} s: " + ", ".join(str(p) for p in paths))
     return 0
