@@ -166,7 +166,9 @@ def readme_table(result: dict) -> str:
     """Headline ratios for the README (printed by benchmarks/render_readme_table.py)."""
     m = result["machine"]
     lines = [f"Measured on {m['cpu']} ({m['cores_usable']} cores), {result['created'][:10]}, "
-             f"`{result['command']}`; every ratio is side by side in one run.", "",
+             f"`{result['command']}`; every ratio is side by side in one run. s/image = token generation "
+             "per image (no decoder), integrated from the per-step latency at 3 prefix lengths; p6c18 has "
+             "random weights at the official 256-px dims, emoji64 is " + ", ".join(m["label"] for m in result["models"] if m["name"] == "emoji64") + ".", "",
              "| model | batch | official s/image | torch+KV s/image | ORT fp32 s/image | ORT int8 s/image | ORT fp32 vs official | int8 vs torch+KV |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for model in result["models"]:
