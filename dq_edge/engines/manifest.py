@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dq_edge import __version__
+from dq_edge.artifact import ArtifactKind, read_artifact_json
 from dq_edge.atomic import sha256_file, write_json
 from dq_edge.engines.plan import (
     BuildOptions,
@@ -153,25 +154,21 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+ENGINE_KIND = ArtifactKind(
+    file_name=MANIFEST_NAME,
+    format_name=FORMAT_NAME,
+    format_version=FORMAT_VERSION,
+    label="engine",
+    folder_noun="an engine folder",
+    file_noun="a dq-edge engine manifest",
+    wrong_kind_hint="pass the folder written by `dq-edge build-engine`",
+)
+
+
 def read_manifest(folder: str | Path) -> EngineManifest:
     folder = Path(folder)
     path = folder / MANIFEST_NAME
-    if not path.is_file():
-        raise ConfigError(
-            f"{folder} is not an engine folder (no {MANIFEST_NAME})",
-            "build one with `dq-edge build-engine EXPORT_DIR --out DIR`",
-        )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}", "rebuild with `dq-edge build-engine`") from exc
-    if raw.get("format") != FORMAT_NAME:
-        raise ConfigError(f"{path} is not a dq-edge engine manifest", "pass the folder written by `dq-edge build-engine`")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise ArtifactMismatchError(
-            f"{folder} has engine format version {raw.get('format_version')}, this dq-edge reads {FORMAT_VERSION}",
-            "rebuild with this version's `dq-edge build-engine`",
-        )
+    raw = read_artifact_json(folder, ENGINE_KIND, "build one with this version's `dq-edge build-engine EXPORT_DIR --out DIR`")
     missing = [k for k in ("target", "precision", "max_batch", "export", "dims", "layout", "engines") if k not in raw]
     if missing:
         raise ConfigError(f"{path} lacks {', '.join(missing)}", "rebuild with `dq-edge build-engine`")

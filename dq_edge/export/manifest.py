@@ -14,12 +14,12 @@ manifest.json:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dq_edge import FORMAT_VERSION, __version__
+from dq_edge.artifact import ArtifactKind, read_artifact_json
 from dq_edge.atomic import sha256_file, write_json
 from dq_edge.errors import ArtifactMismatchError, ConfigError, UsageError
 from dq_edge.graph_io import PRECISIONS, GraphDims, GraphSpec, TensorSpec, graph_specs
@@ -119,24 +119,19 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     write_json(Path(folder) / MANIFEST_NAME, manifest)
 
 
+EXPORT_KIND = ArtifactKind(
+    file_name=MANIFEST_NAME,
+    format_name=FORMAT_NAME,
+    format_version=FORMAT_VERSION,
+    label="export",
+    folder_noun="a dq-edge export folder",
+    file_noun="a dq-edge export manifest",
+    wrong_kind_hint="pass a folder written by `dq-edge export`",
+)
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
-    path = folder / MANIFEST_NAME
-    hint = RERUN_HINT.format(folder=folder)
-    if not path.is_file():
-        raise ConfigError(f"{folder} is not a dq-edge export folder (no {MANIFEST_NAME})", hint)
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}", hint) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ConfigError(f"{path} is not a dq-edge export manifest", "pass a folder written by `dq-edge export`")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactMismatchError(
-            f"{folder} has export format version {manifest.get('format_version')}, this dq-edge reads {FORMAT_VERSION}",
-            hint,
-        )
-    return manifest
+    return read_artifact_json(folder, EXPORT_KIND, RERUN_HINT.format(folder=Path(folder)))
 
 
 def _spec_from_dict(d: dict[str, Any]) -> GraphSpec:

@@ -21,8 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dq_edge import FORMAT_VERSION, __version__
+from dq_edge.artifact import ArtifactKind, read_artifact_json
 from dq_edge.atomic import atomic_dir, atomic_path, sha256_file
-from dq_edge.errors import CheckpointError, ConfigError
+from dq_edge.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -30,26 +31,23 @@ THRESHOLDS_NAME = "thresholds.json"
 FORMAT_NAME = "dq-edge-model"
 
 
+MODEL_KIND = ArtifactKind(
+    file_name=CONFIG_NAME,
+    format_name=FORMAT_NAME,
+    format_version=FORMAT_VERSION,
+    label="model",
+    folder_noun="a dq-edge model folder",
+    file_noun="a dq-edge model config",
+    wrong_kind_hint="pass a model folder, not an export or engine folder",
+)
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise ConfigError(
-            f"{folder} is not a dq-edge model folder (no {CONFIG_NAME})",
-            "pass a folder written by `dq-edge train` or `dq-edge import-official`",
-        )
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}", "restore the file or re-create the model folder") from exc
-    if cfg.get("format") != FORMAT_NAME:
-        raise ConfigError(f"{path} is not a dq-edge model config", "pass a model folder, not an export or engine folder")
-    if cfg.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(
-            f"{folder} has model format version {cfg.get('format_version')}, this dq-edge reads {FORMAT_VERSION}",
-            "re-create it with this version's `dq-edge import-official` or `dq-edge train`",
-        )
-    return cfg
+    return read_artifact_json(
+        folder,
+        MODEL_KIND,
+        "pass a folder written by this version's `dq-edge train` or `dq-edge import-official`",
+    )
 
 
 def read_tensors(folder: str | Path, prefix: str) -> dict[str, torch.Tensor]:
