@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from dq_edge.errors import InputError, UsageError
+from dq_edge.cli.generation_output import check_output_dir, generate_with_progress, save_tokens
+from dq_edge.errors import UsageError
 
 
 def _parse_classes(text: str | None) -> list[int] | None:
@@ -21,20 +19,6 @@ def _parse_classes(text: str | None) -> list[int] | None:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError as exc:
         raise UsageError(f"--classes must be comma-separated integers, got {text!r}", "e.g. --classes 1,2,3") from exc
-
-
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Fail before generating anything when `out` cannot be (re)placed."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder", "pass a new folder to --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} is not empty", "pass a new folder to --out, or --overwrite to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise InputError(f"cannot write the output folder {out}: {exc.strerror or exc}", "pass a writable --out folder") from exc
 
 
 def _stage_table(summary: dict):
@@ -80,7 +64,7 @@ def run_command(
     from dq_edge.runtime import images as img
     from dq_edge.runtime.default_model import ensure_default_export, ensure_export, is_model_folder
     from dq_edge.runtime.loop import SamplingParams
-    from dq_edge.runtime.pipeline import RunRequest, generate_images, resolve_classes
+    from dq_edge.runtime.pipeline import RunRequest, resolve_classes
     from dq_edge.runtime.session import open_runtime
     from dq_edge.runtime.summary import build_summary
 
@@ -119,12 +103,12 @@ def run_command(
     request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        result = _generate_with_progress(console, opened.backend, layout, request)
+        result = generate_with_progress(console, opened.backend, layout, request)
         pictures = img.to_uint8(result.images)
         for i, picture in enumerate(pictures):
             img.save_png(tmp / f"image_{i:04d}.png", picture)
         img.save_png(tmp / "grid.png", img.make_grid(pictures))
-        _save_tokens(tmp / "tokens.npz", result, per_image_classes)
+        save_tokens(tmp / "tokens.npz", result, per_image_classes)
         summary = build_summary(
             backend=opened.backend.name, backend_reason=opened.reason, precision=opened.precision,
             engine=str(opened.folder), grains=result.grains, lengths=result.tokens.lengths,
@@ -158,42 +142,6 @@ def _command_line(ctx: typer.Context) -> str:
             continue
         parts += [param.opts[0]] if value is True else [param.opts[0], str(value)]
     return shlex.join(parts)
-
-
-def _generate_with_progress(console, backend, layout, request):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from dq_edge.runtime.pipeline import generate_images
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        # an upper bound: every image all fine (max_length - 1 steps); actual sequences stop earlier
-        tokens_task = progress.add_task("tokens", total=request.num * (layout.max_length - 1))
-        images_task = progress.add_task("images", total=request.num)
-        start = time.perf_counter()
-        result = generate_images(
-            backend, layout, request,
-            on_tokens=lambda n: progress.advance(tokens_task, n),
-            on_images=lambda n: progress.advance(images_task, n),
-        )
-        progress.update(tokens_task, total=progress.tasks[tokens_task].completed)
-    console.print(f"generated {request.num} images in {time.perf_counter() - start:.2f} s")
-    return result
-
-
-def _save_tokens(path: Path, result, classes) -> None:
-    import numpy as np
-
-    from dq_edge.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                content=result.tokens.content, position=result.tokens.position, segment=result.tokens.segment,
-                lengths=result.tokens.lengths, grain=result.grains, codes=result.codes,
-                classes=np.asarray(classes if classes else [], dtype=np.int64),
-            )
 
 
 def register(app: typer.Typer) -> None:

@@ -41,7 +41,7 @@ def sample_command(
     from rich.console import Console
 
     from dq_edge.atomic import atomic_dir, write_json
-    from dq_edge.cli.run import _generate_with_progress, _save_tokens, check_output_dir
+    from dq_edge.cli.generation_output import check_output_dir, generate_with_progress, save_tokens
     from dq_edge.models.torch_backend import TorchBackend
     from dq_edge.models.transformer import load_transformer
     from dq_edge.models.vae import load_vae
@@ -74,12 +74,12 @@ def sample_command(
     request = RunRequest(num, batch, classes, params)
     start = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        result = _generate_with_progress(console, backend, layout, request)
+        result = generate_with_progress(console, backend, layout, request)
         pictures = img.to_uint8(result.images)
         for i, picture in enumerate(pictures):
             img.save_png(tmp / f"image_{i:04d}.png", picture)
         img.save_png(tmp / "grid.png", img.make_grid(pictures))
-        _save_tokens(tmp / "tokens.npz", result, classes)
+        save_tokens(tmp / "tokens.npz", result, classes)
         write_json(
             tmp / "sample.json",
             {
