@@ -16,13 +16,13 @@ IO specs), not the export it came from. Torch-free.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dq_edge import __version__
-from dq_edge.artifact import ArtifactKind, read_artifact_json
+from dq_edge.artifact.kinds import ENGINE_FORMAT_VERSION, ENGINE_KIND, ENGINE_REBUILD_HINT
+from dq_edge.artifact.reader import contained_file, read_artifact
 from dq_edge.atomic import sha256_file, write_json
 from dq_edge.engines.plan import (
     BuildOptions,
@@ -34,19 +34,22 @@ from dq_edge.engines.plan import (
     rebuild_command,
     trtexec_command,
 )
-from dq_edge.errors import ArtifactMismatchError, ConfigError
+from dq_edge.errors import ArtifactMismatchError, DQEdgeError
 from dq_edge.graph_io import GraphDims
 from dq_edge.tokens import TokenLayout
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_NAME = "dq-edge-engines"
-FORMAT_VERSION = 1
+MANIFEST_NAME = ENGINE_KIND.file_name
+FORMAT_NAME = ENGINE_KIND.format_name
+FORMAT_VERSION = ENGINE_FORMAT_VERSION
 
 
 @dataclass(frozen=True)
 class EngineManifest:
+    """An engine folder's manifest, validated against its schema when read (`read_manifest`)."""
+
     folder: Path
     raw: dict[str, Any]
+    sha256: str = ""  # of the manifest bytes that were read
 
     @property
     def target(self) -> GpuTarget:
@@ -77,7 +80,7 @@ class EngineManifest:
         return str(self.raw["export"]["folder"])
 
     def engine_path(self, graph: str) -> Path:
-        return self.folder / self.engines[graph]["file"]
+        return contained_file(self.folder, self.engines[graph]["file"], self.rebuild_hint())
 
     def rebuild_hint(self) -> str:
         cmd = rebuild_command(self.export_folder, self.precision, self.folder, self.max_batch)
@@ -131,21 +134,24 @@ def reusable_engines(folder: Path, new: dict[str, Any]) -> dict[str, dict[str, A
     Kept only when they were built for the same target, precision, max batch and export and
     their plan files are intact; anything else would mix engines that do not belong together.
     """
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
+    if not (Path(folder) / MANIFEST_NAME).is_file():
         return {}
     try:
-        old = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        old = read_manifest(folder)
+    except DQEdgeError:  # unreadable or invalid: nothing in it is worth keeping
         return {}
-    same = all(old.get(k) == new[k] for k in ("format", "format_version", "target", "precision", "max_batch", "export"))
+    same = all(old.raw.get(k) == new[k] for k in ("format", "format_version", "target", "precision", "max_batch", "export"))
     if not same:
         return {}
-    return {
-        g: e
-        for g, e in old.get("engines", {}).items()
-        if (Path(folder) / e["file"]).is_file() and sha256_file(Path(folder) / e["file"]) == e["sha256"]
-    }
+    kept = {}
+    for g, e in old.engines.items():
+        try:
+            path = old.engine_path(g)
+        except ArtifactMismatchError:
+            continue
+        if path.is_file() and sha256_file(path) == e["sha256"]:
+            kept[g] = e
+    return kept
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
@@ -154,25 +160,10 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-ENGINE_KIND = ArtifactKind(
-    file_name=MANIFEST_NAME,
-    format_name=FORMAT_NAME,
-    format_version=FORMAT_VERSION,
-    label="engine",
-    folder_noun="an engine folder",
-    file_noun="a dq-edge engine manifest",
-    wrong_kind_hint="pass the folder written by `dq-edge build-engine`",
-)
-
-
 def read_manifest(folder: str | Path) -> EngineManifest:
-    folder = Path(folder)
-    path = folder / MANIFEST_NAME
-    raw = read_artifact_json(folder, ENGINE_KIND, "build one with this version's `dq-edge build-engine EXPORT_DIR --out DIR`")
-    missing = [k for k in ("target", "precision", "max_batch", "export", "dims", "layout", "engines") if k not in raw]
-    if missing:
-        raise ConfigError(f"{path} lacks {', '.join(missing)}", "rebuild with `dq-edge build-engine`")
-    return EngineManifest(folder, raw)
+    """The engine folder's manifest, read once and validated (schema, token layout vs dims)."""
+    doc = read_artifact(folder, (ENGINE_KIND,), ENGINE_REBUILD_HINT)
+    return EngineManifest(doc.folder, doc.raw, doc.sha256)
 
 
 def check_target(manifest: EngineManifest, current: GpuTarget) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dq_edge.atomic import sha256_file
 from dq_edge.errors import UsageError
 from dq_edge.graph_io import GRAPH_NAMES, PRECISIONS, GraphDims, GraphSpec, graph_specs
 from dq_edge.tokens import TokenLayout
@@ -200,7 +199,7 @@ def make_plan(source: ExportSource, options: BuildOptions, target: GpuTarget) ->
 
 def export_source(folder: str | Path, precision: str) -> ExportSource:
     """Verify one precision of an export folder (sha256 of every ONNX file) and view it."""
-    from dq_edge.export.manifest import MANIFEST_NAME, load_export  # noqa: PLC0415 - torch-free
+    from dq_edge.artifact.export import load_export  # noqa: PLC0415
 
     info = load_export(folder, precision)
     return ExportSource(
@@ -211,7 +210,7 @@ def export_source(folder: str | Path, precision: str) -> ExportSource:
         max_batch=info.max_batch,
         onnx_files=dict(info.files),
         onnx_sha256=dict(info.sha256),
-        manifest_sha256=sha256_file(Path(folder) / MANIFEST_NAME),
+        manifest_sha256=info.manifest_sha256,  # of the bytes load_export read: no second read
     )
 
 

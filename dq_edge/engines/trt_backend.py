@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dq_edge.engines.device import Device, HostBuffer, open_device
-from dq_edge.engines.manifest import check_target, read_manifest, verify_engine_files
+from dq_edge.engines.manifest import EngineManifest, check_target, read_manifest, verify_engine_files
 from dq_edge.engines.plan import GpuTarget
 from dq_edge.errors import ArtifactMismatchError, ConfigError, DQEdgeError, InputError
 from dq_edge.graph_io import GRAPH_NAMES, GraphSpec, activation_dtype, graph_specs
@@ -122,8 +122,9 @@ class TrtBackend:
         cuda_graph: bool = False,
         device: Device | None = None,
         loader: EngineLoader | None = None,
+        manifest: EngineManifest | None = None,  # already read by the caller: not read again
     ):
-        manifest = read_manifest(folder)
+        manifest = manifest if manifest is not None else read_manifest(folder)
         if precision is not None and precision != manifest.precision:
             raise ConfigError(f"{folder} holds {manifest.precision} engines, not {precision}", manifest.rebuild_hint().replace(f"--{manifest.precision}", f"--{precision}"))
         self.precision = manifest.precision

@@ -17,50 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dq_edge import FORMAT_VERSION, __version__
-from dq_edge.artifact import ArtifactKind, read_artifact_json
+from dq_edge.artifact.kinds import CONFIG_NAME, MODEL_KIND, MODEL_RECREATE_HINT
+from dq_edge.artifact.reader import read_artifact_json
 from dq_edge.atomic import atomic_dir, atomic_path, sha256_file
-from dq_edge.errors import CheckpointError
+from dq_edge.models.weights import load_checked_tensors, read_tensors, weights_header
 
-CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 THRESHOLDS_NAME = "thresholds.json"
-FORMAT_NAME = "dq-edge-model"
-
-
-MODEL_KIND = ArtifactKind(
-    file_name=CONFIG_NAME,
-    format_name=FORMAT_NAME,
-    format_version=FORMAT_VERSION,
-    label="model",
-    folder_noun="a dq-edge model folder",
-    file_noun="a dq-edge model config",
-    wrong_kind_hint="pass a model folder, not an export or engine folder",
-)
+FORMAT_NAME = MODEL_KIND.format_name
+__all__ = [
+    "CONFIG_NAME", "MODEL_KIND", "THRESHOLDS_NAME", "WEIGHTS_NAME", "copy_model_folder", "load_checked_tensors",
+    "model_hash", "read_config", "read_tensors", "update_model_folder", "weights_header", "write_model_folder",
+]
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
-    return read_artifact_json(
-        folder,
-        MODEL_KIND,
-        "pass a folder written by this version's `dq-edge train` or `dq-edge import-official`",
-    )
-
-
-def read_tensors(folder: str | Path, prefix: str) -> dict[str, torch.Tensor]:
-    """Tensors under `prefix.` with the prefix stripped."""
-    path = Path(folder) / WEIGHTS_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}", "re-create the model folder")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path} is corrupt or unreadable: {exc}", "re-create the model folder") from exc
-    head = prefix + "."
-    return {k[len(head):]: v for k, v in tensors.items() if k.startswith(head)}
+    """config.json, validated against its schema (every size bounded) before anything is built."""
+    return read_artifact_json(folder, MODEL_KIND, MODEL_RECREATE_HINT)
 
 
 def write_model_folder(

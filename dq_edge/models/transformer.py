@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from dq_edge.atomic import write_json
 from dq_edge.errors import CheckpointError, ConfigError
-from dq_edge.models.folder import CONFIG_NAME, read_config, read_tensors, update_model_folder, write_model_folder
+from dq_edge.models.folder import CONFIG_NAME, load_checked_tensors, read_config, update_model_folder, write_model_folder
 from dq_edge.models.transformer_config import TransformerConfig
 from dq_edge.tokens import SEGMENT_COARSE, SEGMENT_FINE, TokenLayout
 
@@ -252,4 +252,6 @@ def load_transformer(folder: str | Path) -> StackedTransformer:
         raise ConfigError(
             f"{folder} has no transformer", "train one with `dq-edge train transformer` or import a stage-2 checkpoint"
         )
-    return transformer_from_state(cfg["transformer"], read_tensors(folder, "transformer"), where=str(folder))
+    config = TransformerConfig.from_dict(cfg["transformer"])
+    tensors = load_checked_tensors(folder, "transformer", lambda: StackedTransformer(config), "transformer")
+    return transformer_from_state(cfg["transformer"], tensors, where=str(folder))

@@ -157,7 +157,7 @@ def build_vae(config: str | VAEConfig, thresholds: dict[str, float] | None = Non
 
 def load_vae(folder: str | Path) -> DQVAE:
     """Model folder -> DQVAE in eval mode, float32, strict weights."""
-    from dq_edge.models.folder import THRESHOLDS_NAME, read_config, read_tensors
+    from dq_edge.models.folder import THRESHOLDS_NAME, load_checked_tensors, read_config
     from dq_edge.models.routers import load_thresholds
 
     folder = Path(folder)
@@ -168,8 +168,9 @@ def load_vae(folder: str | Path) -> DQVAE:
     thresholds = None
     if cfg.router == "entropy":
         thresholds = load_thresholds(folder / THRESHOLDS_NAME)
+    tensors = load_checked_tensors(folder, "vae", lambda: DQVAE(cfg), "VAE")  # header vs config before allocating
     vae = DQVAE(cfg)
-    load_state_strict(vae, read_tensors(folder, "vae"), str(folder))
+    load_state_strict(vae, tensors, str(folder))
     if thresholds is not None:
         vae.router.set_thresholds(thresholds, str(folder / THRESHOLDS_NAME))
     return vae.float().eval()

@@ -10,7 +10,6 @@ torch + onnx once; later runs only need numpy + onnxruntime. Torch is imported o
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -33,13 +32,9 @@ def cache_root() -> Path:
 
 
 def is_model_folder(folder: str | Path) -> bool:
-    path = Path(folder) / "config.json"
-    if not path.is_file() or not (Path(folder) / "model.safetensors").is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("format") == "dq-edge-model"
-    except (json.JSONDecodeError, AttributeError):
-        return False
+    """A folder with a model's files (their content is validated when the model is read)."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file() and not (folder / "manifest.json").exists()
 
 
 def export_cache_folder(model: Path, precision: str) -> Path:
@@ -48,12 +43,12 @@ def export_cache_folder(model: Path, precision: str) -> Path:
 
 
 def cached_export_ok(folder: Path, precision: str) -> bool:
-    from dq_edge.export.manifest import load_export  # torch-free
+    from dq_edge.artifact.export import load_export
 
     if not (folder / "manifest.json").is_file():
         return False
     try:
-        load_export(folder, precision)
+        load_export(folder, precision, verify=False)  # the run that follows hashes each file once
     except (ArtifactMismatchError, ConfigError):
         return False
     return True
@@ -100,7 +95,9 @@ def _calibration_source(model: Path) -> tuple[Path | None, str | None, int]:
     pictures = sorted(samples.glob("*.png")) if samples.is_dir() else []
     if pictures:
         return samples, None, len(pictures)
-    data = json.loads((model / "config.json").read_text()).get("data") or {}
+    from dq_edge.artifact import MODEL_KIND, read_artifact
+
+    data = read_artifact(model, (MODEL_KIND,), "pass --engine with an int8 export").raw.get("data") or {}
     if data.get("dataset"):
         return None, str(data["dataset"]), 32
     raise ConfigError("the shipped model names no calibration data for int8", "pass --engine with an int8 export")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from dq_edge.artifact.graph_check import check_graph_outputs
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, InputError
 from dq_edge.graph_io import GraphDims, GraphSpec, TensorSpec, graph_specs
 from dq_edge.tokens import TokenLayout
@@ -170,6 +171,8 @@ class OrtBackend:
                     f"ONNX Runtime fell back from {PROVIDERS[self.provider]} to {active[0]} (no usable GPU or CUDA/TensorRT libraries)",
                     "install onnxruntime-gpu with matching CUDA/cuDNN (and TensorRT for ort-trt) on an NVIDIA GPU machine",
                 )
+            # the manifest's sizes (vocab, grids) must be the graph's own: else silent wrong tokens
+            check_graph_outputs(path.name, session.get_outputs(), self.specs[graph], "re-run `dq-edge export` for this model")
             self._sessions[graph] = session
         return self._sessions[graph]
 

@@ -8,10 +8,11 @@ naming what to install. Torch-free.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dq_edge.artifact import ENGINE_KIND, EXPORT_KIND, ArtifactDoc, read_artifact
+from dq_edge.artifact.export import ExportInfo, load_export
 from dq_edge.errors import BackendUnavailableError, ConfigError, InputError, UsageError
 from dq_edge.graph_io import PRECISIONS
 from dq_edge.runtime.backend import Backend
@@ -19,8 +20,6 @@ from dq_edge.tokens import TokenLayout
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 ORT_ORDER = ("ort-trt", "ort-cuda", "ort-cpu")
-EXPORT_FORMAT = "dq-edge-export"
-ENGINE_FORMAT = "dq-edge-engines"
 
 
 @dataclass
@@ -36,23 +35,18 @@ class Runtime:
     skipped: list[str] = field(default_factory=list)  # "<backend>: <why not>" for auto
 
 
+def read_runtime_artifact(folder: str | Path) -> ArtifactDoc:
+    """The export or engine manifest of `folder`, read and validated once for the whole run."""
+    folder = Path(folder)
+    hint = "pass a folder written by `dq-edge export` or `dq-edge build-engine`"
+    if not folder.is_dir():
+        raise InputError(f"{folder} does not exist or is not a folder", hint)
+    return read_artifact(folder, (EXPORT_KIND, ENGINE_KIND), hint)
+
+
 def folder_kind(folder: str | Path) -> str:
     """"export" or "engine" from the folder's manifest.json."""
-    folder = Path(folder)
-    path = folder / "manifest.json"
-    if not folder.is_dir():
-        raise InputError(f"{folder} does not exist or is not a folder", "pass a folder written by `dq-edge export` or `dq-edge build-engine`")
-    if not path.is_file():
-        raise ConfigError(f"{folder} has no manifest.json", "pass a folder written by `dq-edge export` or `dq-edge build-engine`")
-    try:
-        fmt = json.loads(path.read_text()).get("format")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise ConfigError(f"{path} is not a valid manifest: {exc}", "re-run `dq-edge export` for this folder") from exc
-    if fmt == EXPORT_FORMAT:
-        return "export"
-    if fmt == ENGINE_FORMAT:
-        return "engine"
-    raise ConfigError(f"{path} is not a dq-edge export or engine manifest (format {fmt!r})", "pass an export or engine folder")
+    return read_runtime_artifact(folder).kind.label
 
 
 def _choose_precision(available: list[str], requested: str | None, folder: Path) -> str:
@@ -68,35 +62,32 @@ def _choose_precision(available: list[str], requested: str | None, folder: Path)
     return requested
 
 
-def _open_ort(folder: Path, backend: str, precision: str, threads: int | None, max_batch: int | None) -> Backend:
-    from dq_edge.export.manifest import load_export  # torch-free
+def _open_ort(info: ExportInfo, backend: str, threads: int | None, max_batch: int | None) -> Backend:
     from dq_edge.runtime.ort_backend import OrtBackend
 
-    info = load_export(folder, precision)
     if info.layout is None:
-        raise ConfigError(f"{folder} was exported without a transformer; nothing to generate", "export a model folder that has both stages")
+        raise ConfigError(f"{info.folder} was exported without a transformer; nothing to generate", "export a model folder that has both stages")
     return OrtBackend(
         info.files,
         info.dims,
         info.layout,
-        precision,
+        info.precision,
         max_batch or info.max_batch,
         provider=backend.removeprefix("ort-"),
         threads=threads,
-        cache_dir=_trt_ep_cache(folder),
+        cache_dir=_trt_ep_cache(info),
     )
 
 
-def _trt_ep_cache(folder: Path) -> Path:
+def _trt_ep_cache(info: ExportInfo) -> Path:
     """Engines the ORT TensorRT EP builds, per export (keyed by its manifest), outside the
     export folder (which may be read-only and is covered by sha256 checks)."""
-    from dq_edge.atomic import sha256_file
     from dq_edge.runtime.default_model import cache_root
 
-    return cache_root() / "ort-trt" / sha256_file(folder / "manifest.json")[:16]
+    return cache_root() / "ort-trt" / info.manifest_sha256[:16]
 
 
-def _open_trt(folder: Path, precision: str | None, cuda_graph: bool = False) -> Backend:
+def _open_trt(folder: Path, precision: str | None, cuda_graph: bool = False, manifest=None) -> Backend:
     from dq_edge.engines_probe import gpu_unavailable_reason
 
     reason = gpu_unavailable_reason()
@@ -107,14 +98,7 @@ def _open_trt(folder: Path, precision: str | None, cuda_graph: bool = False) -> 
         )
     from dq_edge.engines.trt_backend import TrtBackend  # needs tensorrt + cuda-python
 
-    return TrtBackend(folder, precision=precision, cuda_graph=cuda_graph)
-
-
-def _engine_precision(folder: Path) -> tuple[str, str]:
-    from dq_edge.engines.manifest import read_manifest as read_engine_manifest
-
-    manifest = read_engine_manifest(folder)
-    return manifest.precision, manifest.export_folder
+    return TrtBackend(folder, precision=precision, cuda_graph=cuda_graph, manifest=manifest)
 
 
 def open_runtime(
@@ -131,11 +115,15 @@ def open_runtime(
         raise UsageError(f"unknown backend {backend!r}", f"choose from {', '.join(BACKENDS)}")
     if cuda_graph and backend.startswith("ort-"):
         raise UsageError("--cuda-graph applies to the native TensorRT backend only", "omit it, or use --backend trt with an engine folder")
-    kind = folder_kind(folder)
+    doc = read_runtime_artifact(folder)  # the only read of manifest.json in this run
+    kind = doc.kind.label
     skipped: list[str] = []
 
     if kind == "engine":
-        engine_precision, export_folder = _engine_precision(folder)
+        from dq_edge.engines.manifest import EngineManifest
+
+        manifest = EngineManifest(doc.folder, doc.raw, doc.sha256)
+        engine_precision, export_folder = manifest.precision, manifest.export_folder
         if precision is not None and precision != engine_precision:
             raise ConfigError(
                 f"{folder} holds {engine_precision} engines, not {precision}",
@@ -147,7 +135,7 @@ def open_runtime(
                 f"pass its export folder instead: --engine {export_folder}",
             )
         try:
-            trt = _open_trt(folder, engine_precision, cuda_graph)
+            trt = _open_trt(folder, engine_precision, cuda_graph, manifest)
         except BackendUnavailableError as exc:
             if backend == "trt" or not Path(export_folder).is_dir():
                 raise
@@ -160,16 +148,15 @@ def open_runtime(
             raise ConfigError(f"{folder} was built without a transformer; nothing to generate", "build engines from a full model's export")
         return Runtime(trt, kind, folder, engine_precision, trt.layout, "native TensorRT engines", skipped)
 
-    from dq_edge.export.manifest import read_manifest
-
-    precision = _choose_precision(list(read_manifest(folder).get("precisions", {})), precision, folder)
+    precision = _choose_precision(list(doc.raw["precisions"]), precision, folder)
     if backend == "trt":
         raise BackendUnavailableError(
             f"--backend trt needs a TensorRT engine folder; {folder} is an ONNX export",
             f"run `dq-edge build-engine {folder} --{precision}` on the GPU machine and pass its output, or use --backend ort-cpu",
         )
+    info = load_export(doc, precision)  # hashes each graph file once, for every provider tried below
     if backend != "auto":
-        opened = _open_ort(folder, backend, precision, threads, max_batch)
+        opened = _open_ort(info, backend, threads, max_batch)
         return Runtime(opened, kind, folder, precision, opened.layout, f"requested --backend {backend}")
 
     skipped.append(
@@ -178,7 +165,7 @@ def open_runtime(
     )
     for candidate in ORT_ORDER:
         try:
-            opened = _open_ort(folder, candidate, precision, threads, max_batch)
+            opened = _open_ort(info, candidate, threads, max_batch)
         except BackendUnavailableError as exc:
             skipped.append(f"{candidate}: {exc.message}")
             continue
