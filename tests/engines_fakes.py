@@ -312,8 +312,8 @@ def probe_export(folder: Path, max_batch: int = 4) -> Path:
     files = write_probe_step_graphs(folder, max_batch)
     dims, layout = probe_dims()
     manifest = build_manifest(
-        dims=dims, layout=layout, max_batch=max_batch, opset=17, model_hash="test", model_path="test",
-        options={}, calibration=None, folder=folder, graphs={"fp32": {g: {} for g in files}},
+        dims=dims, layout=layout, max_batch=max_batch, opset=17, model_hash="0" * 64, model_path="test",
+        options={}, calibration=None, folder=folder, graphs={"fp32": {g: {"quantized": False} for g in files}},
     )
     write_export_manifest(folder, manifest)
     return folder

@@ -66,7 +66,7 @@ def read_artifact(folder: str | Path, kinds: tuple[ArtifactKind, ...], rerun_hin
     path = folder / names.pop()
     if not path.is_file():
         noun = " or ".join(k.folder_noun for k in kinds)
-        raise ConfigError(f"{folder} is not {noun} (no {path.name})", rerun_hint)
+        raise ConfigError(f"{folder} has no {path.name}: it is not {noun}", rerun_hint)
     data = read_json_bytes(path, rerun_hint)
     raw = parse_json_bytes(data, path, rerun_hint)
     fmt = raw.get("format") if isinstance(raw, dict) else None

@@ -209,6 +209,7 @@ class TransformerSectionSchema(Schema):
     content_vocab: Optional[bounded(1, MAX_VOCAB)] = None  # derived, stored so the file explains itself
     coarse_position_vocab: Optional[bounded(1, MAX_VOCAB)] = None
     fine_position_vocab: Optional[bounded(1, MAX_VOCAB)] = None
+    notes: JsonObject = {}  # provenance of imported checkpoints
 
 
 class ModelConfigSchema(Schema):
@@ -221,9 +222,3 @@ class ModelConfigSchema(Schema):
     data: Optional[JsonObject] = None
     training: Optional[JsonObject] = None
     source: Optional[JsonObject] = None
-
-    @model_validator(mode="after")
-    def _some_stage(self) -> "ModelConfigSchema":
-        if self.vae is None and self.transformer is None:
-            raise ValueError("the config has neither a `vae` nor a `transformer` section")
-        return self
