@@ -52,9 +52,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     """`dims.content_vocab: Input should be ...` for the first problem (+ how many more)."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in first["loc"])
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    message = first["msg"].removeprefix("Value error, ")  # our own checks' ValueError text
+    return f"{where}: {message}{more}" if where else f"{message}{more}"
 
 
 def read_artifact(folder: str | Path, kinds: tuple[ArtifactKind, ...], rerun_hint: str) -> ArtifactDoc:

@@ -40,14 +40,14 @@ Text = Annotated[str, Field(max_length=4096)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-def _not_dots(name: str) -> str:
-    if name in (".", ".."):
-        raise ValueError(f"{name!r} is not a file name")
+def _plain_file_name(name: str) -> str:
+    if not name or len(name) > 255 or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise ValueError(f"{name!r} is not a plain file name inside the artifact's folder (no '/', '..' or absolute path)")
     return name
 
 
 # a plain file name inside the artifact's folder: no separator, no "..", nothing absolute
-FileName = Annotated[str, Field(pattern=r"^[^/\\\x00]{1,255}$"), AfterValidator(_not_dots)]
+FileName = Annotated[str, AfterValidator(_plain_file_name)]
 Side = bounded(1, MAX_GRID_SIDE)
 Grid = Annotated[list[Side], Field(min_length=2, max_length=2)]
 GraphName = Literal[GRAPH_NAMES]

@@ -172,7 +172,7 @@ class OrtBackend:
                     "install onnxruntime-gpu with matching CUDA/cuDNN (and TensorRT for ort-trt) on an NVIDIA GPU machine",
                 )
             # the manifest's sizes (vocab, grids) must be the graph's own: else silent wrong tokens
-            check_graph_outputs(path.name, session.get_outputs(), self.specs[graph], "re-run `dq-edge export` for this model")
+            check_graph_outputs(str(path), session.get_outputs(), self.specs[graph], "re-run `dq-edge export` for this model")
             self._sessions[graph] = session
         return self._sessions[graph]
 
