@@ -82,13 +82,13 @@ def region_entropy(image: torch.Tensor, patch: int, bins: torch.Tensor, sigma: f
 
 
 def load_thresholds(path: str | Path) -> dict[str, float]:
+    from dq_edge.artifact.json_file import parse_json_bytes, read_json_bytes
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"entropy thresholds file {path} does not exist", "pass --thresholds with the right path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}", "pass the thresholds JSON written by the official tool") from exc
+    if not path.is_file():
+        raise ConfigError(f"entropy thresholds file {path} does not exist", "pass --thresholds with the right path")
+    hint = "pass the thresholds JSON written by the official tool"
+    raw = parse_json_bytes(read_json_bytes(path, hint), path, hint)  # bounded size and depth, UTF-8
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path} is not a thresholds JSON object", 'expected {"1": t1, ..., "99": t99}')
     try:
