@@ -12,7 +12,6 @@ in eval the grain is their argmax (ties pick coarse).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Iterable
