@@ -205,7 +205,7 @@ def model_absurd_header_length(tmp: Path) -> dict[str, str]:
     return {"model": str(folder)}
 
 
-def images(tmp: Path) -> dict[str, str]:
+def model_of_other_widths_and_images(tmp: Path) -> dict[str, str]:
     import export_helpers
 
     folder = _model(tmp)
@@ -289,7 +289,7 @@ CASES: list[Case] = [
          "vae.n_codes: Input should be greater than or equal to 1", setup=model_with(_set("vae.n_codes", -64))),
     # --- model weights vs config, weights content
     Case("reconstruct-config-vs-weights-shape", A, ["reconstruct", "{model}", "{images}", "--out", "{tmp}/out"],
-         "weights do not match the VAE config", setup=images),
+         "weights do not match the VAE config", setup=model_of_other_widths_and_images),
     Case("export-nan-weights", A, ["export", "{model}", "--out", "{tmp}/out"], "holds NaN or Inf values",
          setup=model_with_bad_value("vae.", float("nan"))),
     Case("sample-inf-weights", A, ["sample", "{model}", "--out", "{tmp}/out", "--num", "1"], "holds NaN or Inf values",
