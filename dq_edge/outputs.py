@@ -253,6 +253,15 @@ def check_output(
     return final
 
 
+def check_new_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """A single-file output (a JSON report): outside every input, and not there yet."""
+    final = resolve(out)
+    check_no_overlap(final, inputs)
+    if final.exists() or final.is_symlink():
+        raise OutputExistsError(f"{final} already exists", "choose a new file name; dq-edge never replaces a file it did not just write")
+    return final
+
+
 @contextlib.contextmanager
 def claim_output(
     out: str | os.PathLike,

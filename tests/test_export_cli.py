@@ -54,8 +54,10 @@ def test_folder_that_is_not_an_export_is_never_replaced(tmp_path, capsys):
     out = tmp_path / "photos"
     out.mkdir()
     (out / "holiday.png").write_bytes(b"x")
-    assert _export(out, "--force") == 2
+    assert _export(out) == 2
     assert "holds no dq-edge export" in capsys.readouterr().err
+    assert _export(out, "--overwrite") == 2
+    assert "is not a folder dq-edge wrote" in capsys.readouterr().err
     assert (out / "holiday.png").read_bytes() == b"x"
 
 

@@ -56,7 +56,13 @@ def register(app: typer.Typer) -> None:
         from dq_edge.bench.report import bench_tables
         from dq_edge.bench.runner import run_bench
 
+        from dq_edge.cli.generation_output import check_threads
+        from dq_edge.cli.output_claim import check_cli_output_file
+
         sizes = parse_batch_sizes(batch_sizes)
+        check_threads(threads)
+        if json_out is not None:  # before minutes of timing
+            check_cli_output_file(json_out, [engine], flag="--json")
         if num < 1 or warmup < 0:
             raise UsageError("--num must be >= 1 and --warmup >= 0")
         if not 0.0 <= fine_ratio <= 1.0:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dq_edge.atomic import sha256_file
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
+from dq_edge.outputs import prepare_cache_folder
 
 DEFAULT_MAX_BATCH = 8
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model"
@@ -68,6 +69,7 @@ def ensure_export(model: Path, precision: str) -> tuple[Path, bool]:
     """(export folder, exported_now). Exports `model` when the cache has no valid copy."""
     model = Path(model)
     folder = export_cache_folder(model, precision)
+    prepare_cache_folder(folder)  # temps of killed exports go; an older dq-edge's copy may be refreshed
     if cached_export_ok(folder, precision):
         return folder, False
     missing = [m for m in ("torch", "onnx") if not _importable(m)]
