@@ -39,7 +39,7 @@ def test_different_export_is_refused_and_force_re_exports_identically(fp32_expor
     shutil.copytree(fp32_export, out)
     assert _export(out, "--max-batch", "3") == 1
     err = capsys.readouterr().err
-    assert "different" in err and "--force" in err
+    assert "different" in err and "--overwrite" in err
     assert json.loads((out / MANIFEST_NAME).read_text())["max_batch"] == 2  # untouched
     (out / "decoder.fp32.onnx").unlink()
     assert _export(out) == 1  # a damaged copy of the same export is not "up to date" either

@@ -27,7 +27,7 @@ from dq_edge.tokens import TokenLayout
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "dq-edge-export"
-RERUN_HINT = "re-run `dq-edge export MODEL --out {folder}` (add --force to replace it)"
+RERUN_HINT = "re-run `dq-edge export MODEL --out {folder}` (add --overwrite to replace it)"
 
 
 def graph_file_name(graph: str, precision: str) -> str:
@@ -157,7 +157,7 @@ def load_export(folder: str | Path, precision: str, verify: bool = True) -> Expo
         have = ", ".join(manifest.get("precisions", {})) or "none"
         raise ArtifactMismatchError(
             f"{folder} has no {precision} graphs (it has: {have})",
-            f"re-run `dq-edge export MODEL --out {folder} --precision {precision} --force`",
+            f"re-run `dq-edge export MODEL --out {folder} --precision {precision} --overwrite`",
         )
     try:
         dims = GraphDims.from_dict(manifest["dims"])
