@@ -12,12 +12,16 @@ from dq_edge.cli.output_claim import ForceAlias, Overwrite
 def check_calibration_source(req) -> None:
     """Load the int8 calibration images as the export will (a small read), so that a missing,
     empty or unreadable source fails now, not after the fp32 graphs are exported."""
-    from dq_edge.data.registry import load_dataset
-    from dq_edge.models.folder import read_config
+    import json
 
-    size = (read_config(req.model).get("vae") or {}).get("image_size")
+    from dq_edge.data.registry import load_dataset
+
+    try:  # a plain read (no torch import): a broken config is reported by the export itself
+        size = int(json.loads((Path(req.model) / "config.json").read_text())["vae"]["image_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        size = None
     spec = req.calib_dataset or str(req.calib_images)
-    load_dataset(spec, split="train", image_size=int(size) if size else None)
+    load_dataset(spec, split="train", image_size=size)
 
 
 def register(app: typer.Typer) -> None:
