@@ -110,6 +110,8 @@ CASES: list[Case] = [
          "is inside the input", 2, _inputs),
     Case("train-out-is-data", "output-safety", ["train", "vae", "--data", "{images}", "--out", "{images}", "--steps", "1"],
          OVERLAP, 2, _train_data),
+    Case("eval-recon-report-inside-data", "output-safety",
+         ["eval", "recon", "{model}", "--data", "{images}", "--no-fid", "--out", "{images}/report.json"], "is inside the input", 2, _inputs),
     # replacing: only folders dq-edge wrote, never a file
     Case("run-out-not-empty", "output-safety", [*RUN, "--out", "{user}"], "is not empty", 2, _inputs),
     Case("run-overwrite-user-folder", "output-safety", [*RUN, "--out", "{user}", "--overwrite"], NOT_OURS, 2, _inputs),
@@ -120,6 +122,8 @@ CASES: list[Case] = [
     Case("export-overwrite-unmarked-export", "output-safety", ["export", "{model}", "--out", "{old}", "--overwrite"],
          NOT_OURS, 2, _old_export),
     Case("build-engine-out-user-folder", "output-safety", ["build-engine", "{engine}", "--out", "{user}"], NOT_OURS, 2, _inputs),
+    Case("eval-table-out-exists", "output-safety", ["eval", "table", "{user}/holiday.txt", "--out", "{file}"],
+         "already exists", 2, _inputs),
     Case("bench-json-exists", "output-safety", ["bench", "--engine", "{engine}", "--json", "{file}"], "already exists", 2, _inputs),
     # a second writer fails at once
     Case("run-out-locked", "output-safety", [*RUN, "--out", "{tmp}/out"], "another dq-edge command is writing", 1, _lock_held),
