@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from dq_edge.cli.generation_output import check_threads, generate_with_progress, peek_layout, write_generation
-from dq_edge.cli.output_claim import ForceAlias, Overwrite, claim_cli_output
+from dq_edge.cli.output_claim import Overwrite, claim_cli_output
 from dq_edge.errors import UsageError
 
 
@@ -56,7 +56,6 @@ def run_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: Overwrite = False,
-    force: ForceAlias = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
 ) -> None:
     """Generate images: one PNG each, a grid PNG, tokens.npz and summary.json."""
@@ -85,7 +84,7 @@ def run_command(
         resolve_classes(declared, num, cls, class_list)
     exports_model = engine is None or is_model_folder(engine)
     inputs = [source, complete, cache_root() if exports_model else None]
-    with claim_cli_output(out, "run", inputs, overwrite or force) as claim:
+    with claim_cli_output(out, "run", inputs, overwrite) as claim:
         exported_now = False
         if exports_model:
             what = "the shipped model" if engine is None else str(engine)

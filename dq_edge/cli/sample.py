@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from dq_edge.cli import sampling_options as opt
-from dq_edge.cli.output_claim import ForceAlias, Overwrite, claim_cli_output
+from dq_edge.cli.output_claim import Overwrite, claim_cli_output
 from dq_edge.errors import ConfigError
 
 
@@ -33,7 +33,6 @@ def sample_command(
     fixed_fine_positions: opt.FixedFinePositions = False,
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
     overwrite: Overwrite = False,
-    force: ForceAlias = False,
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -56,7 +55,7 @@ def sample_command(
     if declared is not None:  # a bad class fails before the weights are read
         resolve_classes(declared, num, None, list(cls) if cls else None)
     console = Console(stderr=True, quiet=quiet)
-    with claim_cli_output(out, "sample", [model], overwrite or force) as claim:
+    with claim_cli_output(out, "sample", [model], overwrite) as claim:
         import torch
 
         from dq_edge.models.torch_backend import TorchBackend
