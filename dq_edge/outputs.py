@@ -166,14 +166,15 @@ def lock_path(final: Path) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(final: Path) -> Iterator[None]:
-    """Hold the output's lock or fail at once. Reentrant within a thread (a command that claims a
-    folder may call library code that claims it again); the lock file is removed on release."""
+def output_lock(final: Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold the output's lock, waiting at most `wait` seconds (by default failing at once).
+    Reentrant within a thread (a command that claims a folder may call library code that claims
+    it again); the lock file is removed on release."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(lock_path(final)), timeout=0, is_singleton=True)
     try:
-        lock.acquire()
+        lock.acquire(timeout=wait)
     except Timeout:
         raise OutputBusyError(
             f"another dq-edge command is writing {final} right now",
@@ -280,6 +281,25 @@ def claim_output(
         check_replaceable(final, overwrite, keep_existing)  # a writer that finished while we waited
         remove_stale_temps(final.parent, final.name)
         yield OutputClaim(final, command, overwrite)
+
+
+@contextlib.contextmanager
+def cache_slot(folder: Path, wait: float = 600.0) -> Iterator[None]:
+    """Hold a cache folder's lock, waiting while another process fills it (two runs on a fresh
+    machine export the default model once, not twice, and neither fails)."""
+    folder = resolve(folder)
+    stack = contextlib.ExitStack()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(output_lock(folder, wait))
+    except OutputBusyError:
+        raise
+    except (OutputError, OSError):
+        pass  # a read-only cache: reading a valid copy needs no lock (an export would fail on its own)
+    with stack:
+        with contextlib.suppress(OSError):
+            prepare_cache_folder(folder)
+        yield
 
 
 def prepare_cache_folder(folder: Path, command: str = "cache") -> None:

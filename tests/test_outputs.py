@@ -199,3 +199,40 @@ def test_failed_command_leaves_nothing(tmp_path):
     before = _tree(tmp_path)
     assert main(["run", "--engine", str(tmp_path / "engine"), "--out", str(tmp_path / "out")]) == 1
     assert _tree(tmp_path) == before
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from dq_edge.outputs import claim_output
+
+    with claim_output(Path(sys.argv[1]), "cache") as claim, claim.staging() as tmp:
+        Path(sys.argv[2]).write_text("")
+        (tmp / "manifest.json").write_text("{}")
+        time.sleep(1.0)
+    """
+)
+
+
+def test_cache_slot_waits_for_the_writer_instead_of_failing(tmp_path):
+    from dq_edge.outputs import cache_slot
+
+    folder, started = tmp_path / "cache" / "fp32", tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(started)], env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with cache_slot(folder, wait=60):
+        assert (folder / "manifest.json").is_file()  # the other process finished before we got in
+    assert proc.wait(timeout=60) == 0
+    with pytest.raises(OutputBusyError):
+        from filelock import FileLock
+
+        other = FileLock(str(folder.parent / ".fp32.lock"))
+        other.acquire()
+        try:
+            with cache_slot(folder, wait=0.2):
+                pass
+        finally:
+            other.release()
