@@ -158,6 +158,22 @@ def remove_stale_temps(parent: Path, name: str | None = None) -> list[Path]:
     return removed
 
 
+# temp folders of earlier dq-edge versions (tempfile.mkdtemp names, no pid): removed from the cache
+# once clearly abandoned
+_LEGACY_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+LEGACY_TEMP_AGE_S = 3600.0
+
+
+def _remove_legacy_temps(parent: Path) -> None:
+    import time
+
+    with contextlib.suppress(OSError):
+        for entry in Path(parent).iterdir():
+            if _LEGACY_TEMP_RE.match(entry.name) and not _TEMP_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink():
+                if time.time() - entry.stat().st_mtime > LEGACY_TEMP_AGE_S:
+                    shutil.rmtree(entry, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- lock
 
 
@@ -306,5 +322,6 @@ def prepare_cache_folder(folder: Path, command: str = "cache") -> None:
     """A folder of dq-edge's own cache is ours by location: remove stale temps beside it and mark
     an unmarked one (written by an older dq-edge) so that it may be refreshed."""
     remove_stale_temps(folder.parent)
+    _remove_legacy_temps(folder.parent)
     if folder.is_dir() and any(folder.iterdir()) and not is_marked(folder):
         write_marker(folder, command)

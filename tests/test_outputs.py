@@ -168,8 +168,13 @@ def test_default_model_cache_sweeps_killed_exports(tmp_path):
     stale = folder.parent / f".fp32.{_dead_pid()}-0123abcd.tmp"
     stale.mkdir(parents=True)
     (stale / "transformer.fp32.onnx").write_bytes(b"z" * 4096)
+    legacy_old, legacy_new = folder.parent / ".fp32.k2j_9xq1.tmp", folder.parent / ".fp32.zz81_0aq.tmp"
+    legacy_old.mkdir()
+    legacy_new.mkdir()
+    os.utime(legacy_old, (time.time() - 2 * 3600, time.time() - 2 * 3600))
     prepare_cache_folder(folder)
     assert not stale.exists()
+    assert not legacy_old.exists() and legacy_new.exists()  # an earlier version's temp: only once abandoned
     folder.mkdir()
     (folder / "manifest.json").write_text("{}")
     prepare_cache_folder(folder)  # an older dq-edge's cache copy becomes replaceable
