@@ -139,7 +139,8 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_temps(parent: Path, name: str | None = None) -> list[Path]:
     """Remove temp files/folders in `parent` (for output `name`, or all) whose writer's pid is
-    dead: SIGKILL or a power cut skips every cleanup, and they can be large (an export)."""
+    dead and whose output's lock nobody holds (a pid of another pid namespace may look dead):
+    SIGKILL or a power cut skips every cleanup, and they can be large (an export)."""
     removed: list[Path] = []
     try:
         entries = list(Path(parent).iterdir())
@@ -149,13 +150,21 @@ def remove_stale_temps(parent: Path, name: str | None = None) -> list[Path]:
         m = _TEMP_RE.match(entry.name)
         if m is None or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        try:
+            with output_lock(Path(parent) / m["name"]):  # reentrant for the output we hold
+                _remove(entry)
+        except OutputError:
+            continue  # its output is being written: not stale
         removed.append(entry)
     return removed
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            entry.unlink()
 
 
 # temp folders of earlier dq-edge versions (tempfile.mkdtemp names, no pid): removed from the cache
@@ -171,7 +180,7 @@ def _remove_legacy_temps(parent: Path) -> None:
         for entry in Path(parent).iterdir():
             if _LEGACY_TEMP_RE.match(entry.name) and not _TEMP_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink():
                 if time.time() - entry.stat().st_mtime > LEGACY_TEMP_AGE_S:
-                    shutil.rmtree(entry, ignore_errors=True)
+                    _remove(entry)
 
 
 # ---------------------------------------------------------------- lock

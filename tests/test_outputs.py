@@ -161,6 +161,17 @@ def test_stale_temps_of_dead_writers_are_removed(tmp_path):
     assert not stale.exists() and not old.exists()
     assert live.exists() and stale_file.exists()  # a live writer's temp / another output's temp stay
     assert remove_stale_temps(tmp_path) == [stale_file]
+    from filelock import FileLock
+
+    busy = tmp_path / f".report.json.{dead}-11111111.tmp"
+    busy.write_text("z")
+    held = FileLock(str(tmp_path / ".report.json.lock"))
+    held.acquire()
+    try:  # a dead pid, but its output's lock is held (a writer in another pid namespace): kept
+        assert remove_stale_temps(tmp_path) == [] and busy.exists()
+    finally:
+        held.release()
+    assert remove_stale_temps(tmp_path) == [busy]
 
 
 def test_default_model_cache_sweeps_killed_exports(tmp_path):
