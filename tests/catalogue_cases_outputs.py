@@ -132,9 +132,6 @@ CASES: list[Case] = [
     Case("reconstruct-out-locked", "output-safety", ["reconstruct", "tiny", "--resize", "--out", "{tmp}/out"],
          "another dq-edge command is writing", 1, _lock_held),
     # checks that come before slow work
-    Case("run-threads-zero", "numbers", [*RUN, "--threads", "0", "--out", "{tmp}/out"], "--threads must be >= 1", 2, _inputs),
-    Case("bench-threads-negative", "numbers", ["bench", "--engine", "{engine}", "--threads", "-1"], "--threads must be >= 1", 2, _inputs),
-    Case("sample-threads-zero", "numbers", ["sample", "{model}", "--threads", "0", "--out", "{tmp}/out"], "--threads must be >= 1", 2, _inputs),
     Case("run-class-before-export", "numbers", ["run", "--class", "99", "--out", "{tmp}/out"], "class id 99 is out of range", 1),
     Case("export-empty-calibration-folder", "images",
          ["export", "{model}", "--precision", "int8", "--calib-images", "{tmp}/calib-empty", "--out", "{tmp}/e"],

@@ -1,4 +1,4 @@
-"""What `dq-edge run` (runtime) and `dq-edge sample` (torch reference) share: argument checks
+"""What `dq-edge run` (runtime) and `dq-edge sample` (torch reference) share: the class check
 that must come before the slow work, generation under a progress bar, and writing the result
 folder (through dq_edge.result_folder, the writer `reconstruct` uses too)."""
 
@@ -8,12 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from dq_edge.errors import DQEdgeError, UsageError
-
-
-def check_threads(threads: int | None) -> None:
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}", "omit --threads to use every core, or pass 1 or more")
+from dq_edge.errors import DQEdgeError
 
 
 def peek_layout(folder: Path):

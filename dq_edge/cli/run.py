@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from dq_edge.cli.generation_output import check_threads, generate_with_progress, peek_layout, write_generation
+from dq_edge.cli.generation_output import generate_with_progress, peek_layout, write_generation
 from dq_edge.cli.output_claim import Overwrite, claim_cli_output
 from dq_edge.errors import UsageError
 
@@ -53,7 +53,7 @@ def run_command(
     greedy: bool = typer.Option(False, "--greedy", help="Argmax instead of sampling."),
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
@@ -72,7 +72,6 @@ def run_command(
     class_list = _parse_classes(classes)
     if complete is None and keep_ratio != 0.5:
         raise UsageError("--keep-ratio only applies with --complete IMAGE")
-    check_threads(threads)
     params = SamplingParams(
         seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos,
         top_p_pos=top_p_pos, cfg_scale=cfg_scale, greedy=greedy,
@@ -95,14 +94,15 @@ def run_command(
             if exported_now:
                 console.print(f"exported {what} to {engine}")
         opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
+        layout = opened.layout
+        per_image_classes = resolve_classes(layout, num, cls, class_list)
+        complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
+        # the backend report follows the argument checks: a bad class or image ends in one error line
         console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
         for note in opened.skipped:
             console.print(f"  skipped {note}", style="dim")
         for warning in getattr(opened.backend, "warnings", []):
             console.print(f"  warning: {warning}", style="yellow")
-        layout = opened.layout
-        per_image_classes = resolve_classes(layout, num, cls, class_list)
-        complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
         if batch is None:  # guidance runs two backend rows per image
             batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
         request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)

@@ -33,7 +33,7 @@ def sample_command(
     fixed_fine_positions: opt.FixedFinePositions = False,
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
     overwrite: Overwrite = False,
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Generate images with the torch reference: one PNG each, grid.png, tokens.npz, sample.json."""
@@ -41,7 +41,7 @@ def sample_command(
 
     from rich.console import Console
 
-    from dq_edge.cli.generation_output import check_threads, generate_with_progress, peek_layout, write_generation
+    from dq_edge.cli.generation_output import generate_with_progress, peek_layout, write_generation
     from dq_edge.runtime.loop import SamplingParams
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
 
@@ -50,7 +50,6 @@ def sample_command(
         cfg_scale=cfg_scale, greedy=greedy, fixed_fine_positions=fixed_fine_positions,
     )
     params.validate()  # bad flags fail before the model is loaded
-    check_threads(threads)
     declared = peek_layout(model)
     if declared is not None:  # a bad class fails before the weights are read
         resolve_classes(declared, num, None, list(cls) if cls else None)
