@@ -126,7 +126,7 @@ def new_temp_file(final: Path) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # Windows: os.kill(pid, 0) would terminate it
         return True
     try:
         os.kill(pid, 0)
