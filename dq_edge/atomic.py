@@ -9,20 +9,20 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to `final`; on success it is renamed to `final`, else removed."""
+    """Yield a temp path next to `final`; on success it is renamed to `final`, else removed.
+
+    The temp name is unique (pid + random) and the file gets the umask's mode, not 0600."""
+    from dq_edge.outputs import new_temp_file
+
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = new_temp_file(final)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -47,31 +47,16 @@ def write_json(final: str | os.PathLike, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Build a whole folder in a temp sibling, then swap it in.
+def atomic_dir(final: str | os.PathLike, overwrite: bool = False, command: str = "dq-edge") -> Iterator[Path]:
+    """Build a whole folder in a temp sibling, then swap it in (dq_edge.outputs.claim_output).
 
     Used for outputs that are several files (model folder, export). With `overwrite`, an
-    existing folder is replaced only after the new one is complete.
+    existing folder is replaced only after the new one is complete, and only if dq-edge wrote it.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
+    from dq_edge.outputs import claim_output
+
+    with claim_output(final, command, overwrite=overwrite) as claim, claim.staging() as tmp:
         yield tmp
-        if final.exists():
-            if not overwrite and any(final.iterdir()):
-                raise FileExistsError(final)
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

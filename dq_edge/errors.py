@@ -41,3 +41,29 @@ class ArtifactMismatchError(DQEdgeError):
 
 class BackendUnavailableError(DQEdgeError):
     """A requested backend (TensorRT, CUDA, ...) is not installed or has no device."""
+
+
+class OutputError(DQEdgeError):
+    """An output path that cannot be written (dq_edge.outputs)."""
+
+
+class OutputOverlapError(OutputError):
+    """The output is, contains or lies inside an input (exit code 2: choose another path)."""
+
+    exit_code = 2
+
+
+class OutputExistsError(OutputError):
+    """The output exists (a file, or a non-empty folder and replacing was not asked for)."""
+
+    exit_code = 2
+
+
+class OutputNotOursError(OutputError):
+    """Replacing was asked for, but the folder was not written by dq-edge (no marker)."""
+
+    exit_code = 2
+
+
+class OutputBusyError(OutputError):
+    """Another dq-edge process holds the output's lock."""

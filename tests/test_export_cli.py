@@ -39,7 +39,7 @@ def test_different_export_is_refused_and_force_re_exports_identically(fp32_expor
     shutil.copytree(fp32_export, out)
     assert _export(out, "--max-batch", "3") == 1
     err = capsys.readouterr().err
-    assert "different" in err and "--force" in err
+    assert "different" in err and "--overwrite" in err
     assert json.loads((out / MANIFEST_NAME).read_text())["max_batch"] == 2  # untouched
     (out / "decoder.fp32.onnx").unlink()
     assert _export(out) == 1  # a damaged copy of the same export is not "up to date" either
@@ -54,8 +54,10 @@ def test_folder_that_is_not_an_export_is_never_replaced(tmp_path, capsys):
     out = tmp_path / "photos"
     out.mkdir()
     (out / "holiday.png").write_bytes(b"x")
-    assert _export(out, "--force") == 2
+    assert _export(out) == 2
     assert "holds no dq-edge export" in capsys.readouterr().err
+    assert _export(out, "--overwrite") == 2
+    assert "is not a folder dq-edge wrote" in capsys.readouterr().err
     assert (out / "holiday.png").read_bytes() == b"x"
 
 

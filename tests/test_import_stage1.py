@@ -250,9 +250,14 @@ def test_existing_out_needs_force(feature_import, tmp_path, capsys):
     (out / "keep.txt").write_text("user data")
     rc = main(["import-official", "--ckpt", str(ckpt), "--config", str(cfg), "--out", str(out)])
     assert rc == 2 and (out / "keep.txt").read_text() == "user data"
-    assert "--force" in capsys.readouterr().err
-    assert main(["import-official", "--ckpt", str(ckpt), "--config", str(cfg), "--out", str(out), "--force"]) == 0
-    assert (out / "model.safetensors").exists() and not (out / "keep.txt").exists()
+    assert "--overwrite" in capsys.readouterr().err
+    # a folder dq-edge did not write is never replaced, even when asked
+    assert main(["import-official", "--ckpt", str(ckpt), "--config", str(cfg), "--out", str(out), "--overwrite"]) == 2
+    assert "not a folder dq-edge wrote" in capsys.readouterr().err and (out / "keep.txt").read_text() == "user data"
+    ours = tmp_path / "imported"
+    assert main(["import-official", "--ckpt", str(ckpt), "--config", str(cfg), "--out", str(ours)]) == 0
+    assert main(["import-official", "--ckpt", str(ckpt), "--config", str(cfg), "--out", str(ours), "--force"]) == 0  # old spelling
+    assert (ours / "model.safetensors").exists()
 
 
 def test_official_dims_parameter_counts():

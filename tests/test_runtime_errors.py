@@ -67,7 +67,8 @@ def test_manifest_from_another_version(tmp_path, capsys):
 
 
 def test_not_an_export_folder(tmp_path, capsys):
-    code, err = run(capsys, "--engine", str(tmp_path), "--out", str(tmp_path / "out"))
+    (tmp_path / "plain").mkdir()
+    code, err = run(capsys, "--engine", str(tmp_path / "plain"), "--out", str(tmp_path / "out"))
     assert_one_line_error(code, err, "has no manifest.json")
 
 
@@ -114,7 +115,7 @@ def test_existing_output_kept(tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("user data")
     code, err = run(capsys, "--engine", str(export_helpers.tiny_export()), "--out", str(out))
-    assert_one_line_error(code, err, "is not empty")
+    assert_one_line_error(code, err, "is not empty", exit_code=2)
     assert (out / "mine.txt").read_text() == "user data"
 
 

@@ -90,5 +90,6 @@ def test_stage2_errors(tmp_path, setup, capsys, monkeypatch):
         train(tr_config(tmp_path / "r1", images, vae_folder, transformer={"nonsense": 1}))
     assert main(["train", "transformer", "--data", str(images), "--out", str(tmp_path / "r2")]) == 1
     assert "--vae-model" in capsys.readouterr().err
-    assert main(["train", "transformer", "--vae-model", str(tmp_path), "--data", str(images), "--out", str(tmp_path / "r3")]) == 1
+    (tmp_path / "plain").mkdir()
+    assert main(["train", "transformer", "--vae-model", str(tmp_path / "plain"), "--data", str(images), "--out", str(tmp_path / "r3")]) == 1
     assert "not a dq-edge model folder" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dq_edge.cli.main import main
 from dq_edge.models import build_vae, save_vae
-from dq_edge.models.reconstruct import bundled_samples, grain_overlay
+from dq_edge.reconstruct import bundled_samples, grain_overlay
 from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
 
 

@@ -89,7 +89,7 @@ def load_export(source: str | Path | ArtifactDoc, precision: str, verify: bool =
         have = ", ".join(manifest.precisions) or "none"
         raise ArtifactMismatchError(
             f"{folder} has no {precision} graphs (it has: {have})",
-            f"re-run `dq-edge export MODEL --out {folder} --precision {precision} --force`",
+            f"re-run `dq-edge export MODEL --out {folder} --precision {precision} --overwrite`",
         )
     dims = manifest.dims.to_dims()
     expected = graph_specs(dims, precision, manifest.max_batch)

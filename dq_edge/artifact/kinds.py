@@ -10,7 +10,7 @@ MANIFEST_NAME = "manifest.json"
 CONFIG_NAME = "config.json"
 ENGINE_FORMAT_VERSION = 1
 
-EXPORT_RERUN_HINT = "re-run `dq-edge export MODEL --out {folder}` (add --force to replace it)"
+EXPORT_RERUN_HINT = "re-run `dq-edge export MODEL --out {folder}` (add --overwrite to replace it)"
 ENGINE_REBUILD_HINT = "build one with this version's `dq-edge build-engine EXPORT_DIR --out DIR`"
 MODEL_RECREATE_HINT = "pass a folder written by this version's `dq-edge train` or `dq-edge import-official`"
 

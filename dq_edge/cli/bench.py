@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         num: int = typer.Option(5, "--num", help="Timed repetitions per measurement."),
         warmup: int = typer.Option(1, "--warmup", help="Untimed calls before each measurement."),
         fine_ratio: float = typer.Option(0.5, "--fine-ratio", help="Share of fine regions in the replayed sequences (images/s)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
         cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
     ) -> None:
@@ -55,8 +55,11 @@ def register(app: typer.Typer) -> None:
 
         from dq_edge.bench.report import bench_tables
         from dq_edge.bench.runner import run_bench
+        from dq_edge.cli.output_claim import check_cli_output_file
 
         sizes = parse_batch_sizes(batch_sizes)
+        if json_out is not None:  # before minutes of timing
+            check_cli_output_file(json_out, [engine], flag="--json")
         if num < 1 or warmup < 0:
             raise UsageError("--num must be >= 1 and --warmup >= 0")
         if not 0.0 <= fine_ratio <= 1.0:

@@ -53,10 +53,15 @@ def build_engine_command(
 
     from dq_edge.engines.plan import BuildOptions, GpuTarget, export_source, make_plan, parse_only  # noqa: PLC0415
 
+    from dq_edge.cli.output_claim import check_cli_output, claim_cli_output  # noqa: PLC0415
+
     precision = chosen_precision(fp16, int8, fp32)
     options = BuildOptions(precision, max_batch, workspace, opt_level, timing_cache, parse_only(only))
-    source = export_source(export_dir, precision)
     out = out or default_out(export_dir, precision)
+    # an engine folder is updated in place (--only keeps the other engines): only one dq-edge wrote
+    claim_args = dict(out=out, inputs=[export_dir], overwrite=True, can_overwrite=False)
+    check_cli_output(**claim_args)
+    source = export_source(export_dir, precision)
     console = Console()
     if dry_run:
         from dq_edge.engines_probe import gpu_unavailable_reason  # noqa: PLC0415
@@ -73,7 +78,8 @@ def build_engine_command(
 
     from dq_edge.engines.build import build_engines  # noqa: PLC0415
 
-    report = build_engines(source, options, out, on_event=lambda msg: console.print(msg))
+    with claim_cli_output(command="build-engine", **claim_args):
+        report = build_engines(source, options, out, on_event=lambda msg: console.print(msg))
     t = report.target
     console.print(
         f"built {len(report.built)} engine(s) for {t.gpu_name} ({t.sm_tag}, TensorRT {t.tensorrt_version}, "

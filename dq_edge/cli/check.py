@@ -46,5 +46,5 @@ def register(app: typer.Typer) -> None:
             # an error (not typer.Exit) so that main() returns 1 under standalone_mode=False
             raise DQEdgeError(
                 f"{n_fail} TensorRT-readiness violations in {folder}",
-                "see the FAIL lines above; re-export with this dq-edge (`dq-edge export ... --force`)",
+                "see the FAIL lines above; re-export with this dq-edge (`dq-edge export ... --overwrite`)",
             )

@@ -54,6 +54,10 @@ def compare_command(
     from dq_edge.engines_probe import gpu_unavailable_reason  # noqa: PLC0415
     from dq_edge.errors import DQEdgeError, UsageError  # noqa: PLC0415
 
+    from dq_edge.cli.output_claim import check_cli_output, claim_cli_output  # noqa: PLC0415
+
+    if save_inputs is not None:  # raw input files are written straight into it: a new folder
+        check_cli_output(save_inputs, [export_dir, engine], flag="--save-inputs", can_overwrite=False)
     graphs = parse_only(only)
     manifest = read_manifest(engine) if engine is not None else None
     if precision is None:
@@ -81,7 +85,9 @@ def compare_command(
     console.print(_table(report, precision, note))
     if save_inputs is not None:
         files = {g: manifest.engine_path(g) for g in manifest.engines} if manifest is not None else None
-        for graph, cmd in save_feeds(report, save_inputs, files).items():
+        with claim_cli_output(save_inputs, "compare", [export_dir, engine], flag="--save-inputs", can_overwrite=False):
+            commands = save_feeds(report, save_inputs, files)
+        for graph, cmd in commands.items():
             console.print(f"{graph}: {cmd}", soft_wrap=True)
     not_finite = [g.graph for g in report if not all(o.finite for o in g.outputs)]
     if not_finite:

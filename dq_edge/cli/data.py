@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from dq_edge.cli.output_claim import ForceAlias
+
 
 def register(app: typer.Typer) -> None:
     data_app = typer.Typer(help="Prepare and inspect datasets (built-in: emoji64, fmnist; or any image folder).", no_args_is_help=True)
@@ -13,12 +15,13 @@ def register(app: typer.Typer) -> None:
     @data_app.command("prepare")
     def prepare(
         name: str = typer.Argument(..., help="Built-in dataset: emoji64 (npm) or fmnist (Debian package)."),
-        force: bool = typer.Option(False, "--force", help="Rebuild even if the prepared files exist."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild even if the prepared files exist."),
+        force: ForceAlias = False,
     ) -> None:
         """Fetch a built-in dataset into the data cache ($DQ_EDGE_DATA or ~/.cache/dq-edge/data)."""
         from dq_edge.data import load_dataset, prepare_dataset
 
-        paths = prepare_dataset(name, force=force)
+        paths = prepare_dataset(name, force=overwrite or force)
         for split, path in paths.items():
             s = load_dataset(name, split)
             typer.echo(f"{name}/{split}: {len(s)} images {s.image_size}x{s.image_size}, {s.n_classes} classes -> {path}")

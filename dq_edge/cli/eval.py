@@ -41,6 +41,17 @@ def _finish(report: dict, out: Path | None, command: str) -> None:
         typer.echo(f"wrote {js} and {md}")
 
 
+def _check_report_paths(out: Path | None, *inputs: object) -> None:
+    """The JSON report and the markdown beside it: new files outside every input (before the work)."""
+    if out is None:
+        return
+    from dq_edge.cli.output_claim import check_cli_output_file
+
+    paths = [str(i) for i in inputs if i is not None and Path(str(i)).exists()]
+    for path in dict.fromkeys((out, out.with_suffix(".md"))):
+        check_cli_output_file(path, paths)
+
+
 def register(app: typer.Typer) -> None:
     eval_app = typer.Typer(help="Offline metrics: PSNR/SSIM/MS-SSIM, rFID/FID + KID (Inception-2015-12-05), code statistics.", no_args_is_help=True)
 
@@ -56,6 +67,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Reconstruction quality and code statistics of a DQ-VAE."""
         from dq_edge.eval.run import eval_recon
+
+        _check_report_paths(out, model, data)
 
         _finish(_progress_run(eval_recon, "reconstruct", threads=threads, model=str(model), data_spec=data, split=split, num=num, fid=not no_fid),
                 out, _command("recon", model, data=data, split=split, num=num, no_fid=no_fid))
@@ -81,6 +94,7 @@ def register(app: typer.Typer) -> None:
         sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale}
         if num < 2:
             raise UsageError("--num must be at least 2 for FID/KID", "use --num 100 or more for meaningful numbers")
+        _check_report_paths(out, source, data)
         _finish(_progress_run(eval_gen, "generate+features", threads=threads, source=str(source), data_spec=data, split=split, num=num, seed=seed,
                                sampling=sampling),
                 out, _command("gen", source, data=data, split=split, num=num, seed=seed, **sampling))
@@ -93,7 +107,12 @@ def register(app: typer.Typer) -> None:
         plot: Path = typer.Option(None, "--plot", help="PNG: PSNR and rFID against codes per image."),
     ) -> None:
         """Compare reconstruction reports side by side (e.g. dynamic vs fixed-fine vs fixed-coarse)."""
+        from dq_edge.cli.output_claim import check_cli_output_file
         from dq_edge.eval.compare import write_comparison
+
+        check_cli_output_file(out, list(reports))
+        if plot is not None:
+            check_cli_output_file(plot, list(reports), flag="--plot")
 
         typer.echo(write_comparison(list(reports), list(name) if name else None, out, plot))
         typer.echo(f"wrote {out}" + (f" and {plot}" if plot else ""))

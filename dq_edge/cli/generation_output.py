@@ -1,28 +1,32 @@
-"""What `dq-edge run` (runtime) and `dq-edge sample` (torch reference) share: the output folder
-check, generation under a progress bar, and the tokens file."""
+"""What `dq-edge run` (runtime) and `dq-edge sample` (torch reference) share: the class check
+that must come before the slow work, generation under a progress bar, and writing the result
+folder (through dq_edge.result_folder, the writer `reconstruct` uses too)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
 import time
 from pathlib import Path
 
-from dq_edge.errors import InputError
+from dq_edge.errors import DQEdgeError
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Fail before generating anything when `out` cannot be (re)placed."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder", "pass a new folder to --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} is not empty", "pass a new folder to --out, or --overwrite to replace it")
+def peek_layout(folder: Path):
+    """The token layout a model, export or engine folder declares in its JSON (a cheap read), so
+    classes can be checked before a backend starts or a model is exported; None when it cannot
+    be read here (the full load reports why)."""
+    from dq_edge.tokens import TokenLayout
+
+    folder = Path(folder)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise InputError(f"cannot write the output folder {out}: {exc.strerror or exc}", "pass a writable --out folder") from exc
+        for name, key in (("config.json", "tokens"), ("manifest.json", "tokens"), ("manifest.json", "layout")):
+            path = folder / name
+            data = json.loads(path.read_text()).get(key) if path.is_file() else None
+            if isinstance(data, dict):
+                return TokenLayout.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, DQEdgeError):
+        return None
+    return None
 
 
 def generate_with_progress(console, backend, layout, request):
@@ -46,16 +50,12 @@ def generate_with_progress(console, backend, layout, request):
     return result
 
 
-def save_tokens(path: Path, result, classes) -> None:
-    import numpy as np
+def write_generation(claim, result, classes, record_name: str, record: dict) -> int:
+    """One PNG per image, grid.png, tokens.npz and the JSON record; returns the image count."""
+    from dq_edge.result_folder import ResultFiles, generation_tokens, numbered_images, write_result_folder
+    from dq_edge.runtime import images as img
 
-    from dq_edge.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                content=result.tokens.content, position=result.tokens.position, segment=result.tokens.segment,
-                lengths=result.tokens.lengths, grain=result.grains, codes=result.codes,
-                classes=np.asarray(classes if classes else [], dtype=np.int64),
-            )
+    pictures = img.to_uint8(result.images)
+    files = ResultFiles(numbered_images(pictures), img.make_grid(pictures), record_name, record, generation_tokens(result, classes))
+    write_result_folder(claim, files)
+    return len(pictures)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from dq_edge.cli.output_claim import ForceAlias, Overwrite
+
 
 def register(app: typer.Typer) -> None:
     @app.command("import-official")
@@ -24,14 +26,18 @@ def register(app: typer.Typer) -> None:
             "checkpoint uses them) or linspace(-1,1,32) (current).",
         ),
         vae: Optional[Path] = typer.Option(None, "--vae", help="Stage-2 only: a dq-edge model folder to take the VAE from."),
-        force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
+        overwrite: Overwrite = False,
+        force: ForceAlias = False,
     ) -> None:
         """Import an official stage-1 (DQ-VAE) or stage-2 (DQ-Transformer) checkpoint."""
+        from dq_edge.cli.output_claim import claim_cli_output
         from dq_edge.models.official_import import import_official_checkpoint
 
-        result = import_official_checkpoint(
-            ckpt=ckpt, config=config, out=out, thresholds=thresholds, legacy_bins=legacy_bins, vae_folder=vae, force=force
-        )
+        overwrite = overwrite or force
+        with claim_cli_output(out, "import-official", [ckpt, config, thresholds, vae], overwrite):
+            result = import_official_checkpoint(
+                ckpt=ckpt, config=config, out=out, thresholds=thresholds, legacy_bins=legacy_bins, vae_folder=vae, force=overwrite
+            )
         for notice in result.notices:
             typer.echo(f"note: {notice}", err=True)
         typer.echo(f"imported {result.kind} model -> {result.out}")

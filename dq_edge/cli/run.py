@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from dq_edge.cli.generation_output import check_output_dir, generate_with_progress, save_tokens
+from dq_edge.cli.generation_output import generate_with_progress, peek_layout, write_generation
+from dq_edge.cli.output_claim import Overwrite, claim_cli_output
 from dq_edge.errors import UsageError
 
 
@@ -52,17 +53,16 @@ def run_command(
     greedy: bool = typer.Option(False, "--greedy", help="Argmax instead of sampling."),
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
+    overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
 ) -> None:
     """Generate images: one PNG each, a grid PNG, tokens.npz and summary.json."""
     from rich.console import Console
 
-    from dq_edge.atomic import atomic_dir, write_json
     from dq_edge.runtime import images as img
-    from dq_edge.runtime.default_model import ensure_default_export, ensure_export, is_model_folder
+    from dq_edge.runtime.default_model import cache_root, ensure_default_export, ensure_export, is_model_folder, shipped_model_folder
     from dq_edge.runtime.loop import SamplingParams
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
     from dq_edge.runtime.session import open_runtime
@@ -72,43 +72,42 @@ def run_command(
     class_list = _parse_classes(classes)
     if complete is None and keep_ratio != 0.5:
         raise UsageError("--keep-ratio only applies with --complete IMAGE")
-    check_output_dir(out, overwrite)
-
-    exported_now = False
-    if engine is None or is_model_folder(engine):
-        what = "the shipped model" if engine is None else str(engine)
-        with console.status(f"preparing {what} (exported to ONNX once, then cached)"):
-            source = engine
-            engine, exported_now = (
-                ensure_default_export(precision or "fp32") if source is None else ensure_export(source, precision or "fp32")
-            )
-        if exported_now:
-            console.print(f"exported {what} to {engine}")
-    opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
-    console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
-    for note in opened.skipped:
-        console.print(f"  skipped {note}", style="dim")
-    for warning in getattr(opened.backend, "warnings", []):
-        console.print(f"  warning: {warning}", style="yellow")
-    layout = opened.layout
-    per_image_classes = resolve_classes(layout, num, cls, class_list)
-    complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
     params = SamplingParams(
         seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos,
         top_p_pos=top_p_pos, cfg_scale=cfg_scale, greedy=greedy,
     )
     params.validate()
-    if batch is None:  # guidance runs two backend rows per image
-        batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
-    request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
+    source = shipped_model_folder() if engine is None else engine
+    declared = peek_layout(source)
+    if declared is not None:  # a bad class fails before an export or a backend starts
+        resolve_classes(declared, num, cls, class_list)
+    exports_model = engine is None or is_model_folder(engine)
+    inputs = [source, complete, cache_root() if exports_model else None]
+    with claim_cli_output(out, "run", inputs, overwrite) as claim:
+        exported_now = False
+        if exports_model:
+            what = "the shipped model" if engine is None else str(engine)
+            with console.status(f"preparing {what} (exported to ONNX once, then cached)"):
+                engine, exported_now = (
+                    ensure_default_export(precision or "fp32") if engine is None else ensure_export(engine, precision or "fp32")
+                )
+            if exported_now:
+                console.print(f"exported {what} to {engine}")
+        opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
+        layout = opened.layout
+        per_image_classes = resolve_classes(layout, num, cls, class_list)
+        complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
+        # the backend report follows the argument checks: a bad class or image ends in one error line
+        console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
+        for note in opened.skipped:
+            console.print(f"  skipped {note}", style="dim")
+        for warning in getattr(opened.backend, "warnings", []):
+            console.print(f"  warning: {warning}", style="yellow")
+        if batch is None:  # guidance runs two backend rows per image
+            batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
+        request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
 
-    with atomic_dir(out, overwrite=overwrite) as tmp:
         result = generate_with_progress(console, opened.backend, layout, request)
-        pictures = img.to_uint8(result.images)
-        for i, picture in enumerate(pictures):
-            img.save_png(tmp / f"image_{i:04d}.png", picture)
-        img.save_png(tmp / "grid.png", img.make_grid(pictures))
-        save_tokens(tmp / "tokens.npz", result, per_image_classes)
         summary = build_summary(
             backend=opened.backend.name, backend_reason=opened.reason, precision=opened.precision,
             engine=str(opened.folder), grains=result.grains, lengths=result.tokens.lengths,
@@ -123,10 +122,10 @@ def run_command(
                 "command": _command_line(ctx),
             },
         )
-        write_json(tmp / "summary.json", summary)
+        n_images = write_generation(claim, result, per_image_classes, "summary.json", summary)
     console.print(_stage_table(summary))
     typer.echo(
-        f"wrote {len(pictures)} images + grid.png, tokens.npz, summary.json to {out} "
+        f"wrote {n_images} images + grid.png, tokens.npz, summary.json to {out} "
         f"({summary['images_per_second']} images/s, mean fine ratio {summary['mean_fine_ratio']})"
     )
 

@@ -13,7 +13,8 @@ from typing import List, Optional
 import typer
 
 from dq_edge.cli import sampling_options as opt
-from dq_edge.errors import ConfigError, InputError
+from dq_edge.cli.output_claim import Overwrite, claim_cli_output
+from dq_edge.errors import ConfigError
 
 
 def sample_command(
@@ -31,8 +32,8 @@ def sample_command(
     greedy: opt.Greedy = False,
     fixed_fine_positions: opt.FixedFinePositions = False,
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
+    overwrite: Overwrite = False,
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Generate images with the torch reference: one PNG each, grid.png, tokens.npz, sample.json."""
@@ -40,12 +41,7 @@ def sample_command(
 
     from rich.console import Console
 
-    from dq_edge.atomic import atomic_dir, write_json
-    from dq_edge.cli.generation_output import check_output_dir, generate_with_progress, save_tokens
-    from dq_edge.models.torch_backend import TorchBackend
-    from dq_edge.models.transformer import load_transformer
-    from dq_edge.models.vae import load_vae
-    from dq_edge.runtime import images as img
+    from dq_edge.cli.generation_output import generate_with_progress, peek_layout, write_generation
     from dq_edge.runtime.loop import SamplingParams
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
 
@@ -54,46 +50,43 @@ def sample_command(
         cfg_scale=cfg_scale, greedy=greedy, fixed_fine_positions=fixed_fine_positions,
     )
     params.validate()  # bad flags fail before the model is loaded
-    check_output_dir(out, overwrite)
+    declared = peek_layout(model)
+    if declared is not None:  # a bad class fails before the weights are read
+        resolve_classes(declared, num, None, list(cls) if cls else None)
     console = Console(stderr=True, quiet=quiet)
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be >= 1, got {threads}")
+    with claim_cli_output(out, "sample", [model], overwrite) as claim:
         import torch
 
-        torch.set_num_threads(threads)
-    tr = load_transformer(model)
-    vae = load_vae(model)
-    layout = tr.layout
-    if (vae.config.n_codes, tuple(vae.config.coarse_hw), tuple(vae.config.fine_hw)) != (
-        layout.n_codes, tuple(layout.coarse_hw), tuple(layout.fine_hw)
-    ):
-        raise ConfigError(f"{model}: the transformer's token layout does not match its VAE", "retrain or re-import the transformer")
-    classes = resolve_classes(layout, num, None, list(cls) if cls else None)
-    backend = TorchBackend(tr, vae, max_batch=max(1, batch) * (2 if cfg_scale is not None else 1))
-    request = RunRequest(num, batch, classes, params)
-    start = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+        from dq_edge.models.torch_backend import TorchBackend
+        from dq_edge.models.transformer import load_transformer
+        from dq_edge.models.vae import load_vae
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        tr = load_transformer(model)
+        vae = load_vae(model)
+        layout = tr.layout
+        if (vae.config.n_codes, tuple(vae.config.coarse_hw), tuple(vae.config.fine_hw)) != (
+            layout.n_codes, tuple(layout.coarse_hw), tuple(layout.fine_hw)
+        ):
+            raise ConfigError(f"{model}: the transformer's token layout does not match its VAE", "retrain or re-import the transformer")
+        classes = resolve_classes(layout, num, None, list(cls) if cls else None)
+        backend = TorchBackend(tr, vae, max_batch=max(1, batch) * (2 if cfg_scale is not None else 1))
+        request = RunRequest(num, batch, classes, params)
+        start = time.perf_counter()
         result = generate_with_progress(console, backend, layout, request)
-        pictures = img.to_uint8(result.images)
-        for i, picture in enumerate(pictures):
-            img.save_png(tmp / f"image_{i:04d}.png", picture)
-        img.save_png(tmp / "grid.png", img.make_grid(pictures))
-        save_tokens(tmp / "tokens.npz", result, classes)
-        write_json(
-            tmp / "sample.json",
-            {
-                "model": str(model),
-                "backend": "torch",
-                "num": num,
-                "batch": batch,
-                "classes": list(classes) if classes else None,
-                "sampling": asdict(params),
-                "sequence_lengths": result.tokens.lengths.tolist(),
-                "fine_ratio": result.grains.reshape(num, -1).mean(axis=1).round(4).tolist(),
-                "wall_seconds": round(time.perf_counter() - start, 3),
-            },
-        )
+        record = {
+            "model": str(model),
+            "backend": "torch",
+            "num": num,
+            "batch": batch,
+            "classes": list(classes) if classes else None,
+            "sampling": asdict(params),
+            "sequence_lengths": result.tokens.lengths.tolist(),
+            "fine_ratio": result.grains.reshape(num, -1).mean(axis=1).round(4).tolist(),
+            "wall_seconds": round(time.perf_counter() - start, 3),
+        }
+        write_generation(claim, result, classes, "sample.json", record)
     typer.echo(f"wrote {num} images + grid.png, tokens.npz, sample.json to {out}")
 
 

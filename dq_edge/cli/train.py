@@ -39,17 +39,24 @@ def _progress(total: int, enabled: bool):
     return bar, on_step
 
 
-def _run(cfg, resume: bool) -> None:
+def _run(cfg, resume: bool, config_file: Path | None = None) -> None:
+    import contextlib
+
+    from dq_edge.cli.output_claim import check_cli_output, claim_cli_output
     from dq_edge.train.distributed import init_distributed
     from dq_edge.train.loop import CONFIG_NAME, check_out_dir
     from dq_edge.train.runner import train
 
     info = init_distributed()
-    if info.main:
+    claim = contextlib.nullcontext()
+    if info.main:  # rank 0 writes the run folder: it alone checks and locks it
+        inputs = [cfg.data if Path(cfg.data).exists() else None, cfg.vae_model, cfg.perceptual_weights, config_file]
+        check_cli_output(Path(cfg.out), inputs, keep_existing=True)
         check_out_dir(Path(cfg.out), resume)  # before the progress bar draws
+        claim = claim_cli_output(Path(cfg.out), "train", inputs, keep_existing=True)
     ctx, on_step = _progress(cfg.steps, cfg.progress and info.main)
     batch = cfg.batch * info.world_size
-    with ctx:
+    with claim, ctx:
         folder = train(cfg, resume=resume, info=info,
                        on_step=(lambda s, m: on_step(s, {**m, "_batch": batch})) if on_step else None)
     if info.main and folder is not None:
@@ -101,7 +108,7 @@ def _config_and_run(stage: str, common: dict, **stage_flags) -> None:
     flags = dict(common)
     config, resume, no_progress = flags.pop("config"), flags.pop("resume"), flags.pop("no_progress")
     cfg = build_config(config, stage=stage, progress=False if no_progress else None, **flags, **stage_flags)
-    _run(cfg, resume)
+    _run(cfg, resume, config)
 
 
 def register(app: typer.Typer) -> None:

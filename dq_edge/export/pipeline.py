@@ -76,14 +76,14 @@ def validate(req: ExportRequest) -> None:
 
 
 def _refuse_or_reuse(req: ExportRequest, request_manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """An existing `out`: the same export -> its manifest (verified); else refuse without --force."""
+    """An existing `out`: the same export -> its manifest (verified); else refuse without --overwrite."""
     out = req.out
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
     if not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder", "pass a new folder to --out")
     if not (out / MANIFEST_NAME).is_file():
-        # never delete a folder we did not write, even with --force
+        # never delete a folder we did not write, even with --overwrite
         raise UsageError(f"{out} is not empty and holds no dq-edge export", "pass a new or empty folder to --out")
     try:
         existing = read_manifest(out)
@@ -94,11 +94,11 @@ def _refuse_or_reuse(req: ExportRequest, request_manifest: dict[str, Any]) -> di
             verify_all(out)
             return existing
         except ArtifactMismatchError:
-            pass  # a damaged copy of the same export: only --force may replace it
+            pass  # a damaged copy of the same export: only --overwrite may replace it
     if not req.force:
         raise ArtifactMismatchError(
             f"{out} already holds a different (or damaged) export",
-            "pass --force to replace it, or choose another --out",
+            "pass --overwrite to replace it, or choose another --out",
         )
     return None
 

@@ -60,7 +60,7 @@ def import_official_checkpoint(
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise UsageError(f"{out} already exists and is not empty", "pass --force to replace it or choose another --out")
+        raise UsageError(f"{out} already exists and is not empty", "pass --overwrite to replace it or choose another --out")
     yaml_cfg = read_yaml(Path(config))
     yaml_dir = Path(config).resolve().parent
     sd = read_checkpoint(Path(ckpt))

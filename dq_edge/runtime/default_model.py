@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dq_edge.atomic import sha256_file
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
+from dq_edge.outputs import cache_slot
 
 DEFAULT_MAX_BATCH = 8
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model"
@@ -63,6 +64,11 @@ def ensure_export(model: Path, precision: str) -> tuple[Path, bool]:
     """(export folder, exported_now). Exports `model` when the cache has no valid copy."""
     model = Path(model)
     folder = export_cache_folder(model, precision)
+    with cache_slot(folder):  # waits while another process exports it; sweeps killed exports' temps
+        return _export_into_cache(model, folder, precision)
+
+
+def _export_into_cache(model: Path, folder: Path, precision: str) -> tuple[Path, bool]:
     if cached_export_ok(folder, precision):
         return folder, False
     missing = [m for m in ("torch", "onnx") if not _importable(m)]

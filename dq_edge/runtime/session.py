@@ -57,7 +57,7 @@ def _choose_precision(available: list[str], requested: str | None, folder: Path)
     if requested not in available:
         raise ConfigError(
             f"{folder} has no {requested} graphs (it has: {', '.join(available) or 'none'})",
-            f"re-run `dq-edge export MODEL --out {folder} --precision {','.join(sorted(set(available) | {requested}))} --force`",
+            f"re-run `dq-edge export MODEL --out {folder} --precision {','.join(sorted(set(available) | {requested}))} --overwrite`",
         )
     return requested
 

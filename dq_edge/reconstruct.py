@@ -1,11 +1,14 @@
-"""Encode -> decode images with a DQ-VAE and write what a person wants to look at:
-reconstructions, grain-map overlays and one side-by-side grid (original | reconstruction |
-grain map), plus a summary.json with per-image PSNR and fine ratio.
+"""`dq-edge reconstruct`: encode -> decode images with a DQ-VAE and lay out what a person wants to
+look at: reconstructions, grain-map overlays and one side-by-side grid (original |
+reconstruction | grain map), plus a summary.json with per-image PSNR and fine ratio.
+
+The orchestration of the command (inputs, model, results); the model itself is dq_edge.models,
+the folder is written by dq_edge.result_folder. torch is imported inside the functions that run
+the model.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dq_edge.errors import ConfigError, InputError
 from dq_edge.models.vae_config import PRESETS
+from dq_edge.result_folder import ResultFiles, unique_stems
 
 SAMPLE_SEED = 0
 FINE_TINT = np.array([255, 64, 32], np.float32)  # warm: fine regions (4 codes)
@@ -133,12 +137,12 @@ def model_from_spec(spec: str, images: np.ndarray | None = None):
     return vae, f"preset {spec!r}: RANDOM weights (seed {SAMPLE_SEED}{note}); train or import a model for real reconstructions"
 
 
-def reconstruct_to_folder(vae, paths: list[Path], images: np.ndarray, out: Path, batch_size: int = 16) -> list[ImageResult]:
-    """Writes out/recon/<name>.png, out/grain/<name>.png, out/grid.png, out/summary.json into
-    `out` (an empty folder the caller made, e.g. an atomic_dir temp)."""
+def reconstruct_images(vae, paths: list[Path], images: np.ndarray, batch_size: int = 16) -> tuple[list[ImageResult], ResultFiles]:
+    """Per-image results and the files of the result folder: recon/<name>.png, grain/<name>.png,
+    grid.png (original | reconstruction | grain map per row) and summary.json."""
     import torch
 
-    from dq_edge.runtime.images import make_grid, save_png, to_uint8
+    from dq_edge.runtime.images import make_grid, to_uint8
 
     originals = to_uint8(images)
     recons, grains = [], []
@@ -150,16 +154,17 @@ def reconstruct_to_folder(vae, paths: list[Path], images: np.ndarray, out: Path,
             grains.append(enc.grain.numpy())
     rec_u8 = to_uint8(np.concatenate(recons))
     grain = np.concatenate(grains)
-    results, tiles = [], []
-    for i, path in enumerate(paths):
-        name = path.stem
+    results, tiles, files = [], [], []
+    for i, name in enumerate(unique_stems(paths)):
         overlay = grain_overlay(originals[i], grain[i])
-        save_png(out / "recon" / f"{name}.png", rec_u8[i])
-        save_png(out / "grain" / f"{name}.png", overlay)
+        files += [(f"recon/{name}.png", rec_u8[i]), (f"grain/{name}.png", overlay)]
         tiles += [originals[i], rec_u8[i], overlay]
         n_fine = int(grain[i].sum())
         results.append(ImageResult(name, round(psnr(originals[i], rec_u8[i]), 3), n_fine / grain[i].size, grain[i].size + 3 * n_fine))
-    save_png(out / "grid.png", make_grid(np.stack(tiles), columns=3))
     summary = {"columns": ["original", "reconstruction", "grain map (warm = fine, cool = coarse)"], "images": [asdict(r) for r in results]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return results
+    return results, ResultFiles(files, make_grid(np.stack(tiles), columns=3), "summary.json", summary)
+
+
+def image_inputs(paths: list[Path] | None) -> list[Path]:
+    """The command's image inputs: files/folders as given, or the bundled samples."""
+    return expand_inputs(paths) if paths else bundled_samples()
