@@ -228,7 +228,7 @@ def test_shared_loop_drives_trt_backend_like_the_ort_backend(tmp_path):
     assert len(trt.logits) == len(ort_backend.logits) > 10
     for (name_a, la), (name_b, lb) in zip(trt.logits, ort_backend.logits):
         assert name_a == name_b
-        np.testing.assert_allclose(la, lb, rtol=1e-6)
+        np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-5)  # two ORT sessions, other batch shapes
     for field in ("content", "position", "segment"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
