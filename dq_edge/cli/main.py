@@ -83,7 +83,7 @@ def _one_line(text: str) -> str:
 
 def _click_base(exc: BaseException, name: str) -> bool:
     # typer >= 0.20 vendors click as typer._click; older typer uses click itself
-    return any(cls.__name__ == name for cls in type(exc).__mro__)
+    return any(cls.__name__ == name and cls.__module__.split(".")[0] in ("click", "typer") for cls in type(exc).__mro__)
 
 
 def usage_line(exc: BaseException) -> str:
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         if _state["debug"]:
             traceback.print_exc()
+        if isinstance(exc, DQEdgeError):
+            print(error_line(exc), file=sys.stderr)
+            return exc.exit_code
         if _click_base(exc, "UsageError"):
             print(usage_line(exc), file=sys.stderr)
             return 2
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {_one_line(exc.format_message())} (hint: see `{PROG} --help`)", file=sys.stderr)
             return exc.exit_code
         print(error_line(exc), file=sys.stderr)
-        return exc.exit_code if isinstance(exc, DQEdgeError) else 1
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -3,15 +3,14 @@ sits in one; files that do not decode are skipped and counted, never fatal."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from dq_edge.data.imageset import ImageSet
-from dq_edge.data.pixels import pil_to_array, square_resize, to_rgb_on_white
+from dq_edge.data.pixels import pil_to_array, square_resize
 from dq_edge.errors import InputError
+from dq_edge.runtime.images import read_rgb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -48,12 +47,8 @@ def load_image_folder(root: str | Path, image_size: int | None = None, split: st
     size = image_size
     for path, parts in zip(files, top):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # PIL DecompressionBomb / palette warnings: not our output channel
-                with Image.open(path) as im:
-                    im.load()
-                    rgb = to_rgb_on_white(im)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            rgb = read_rgb(path)
+        except InputError:  # unreadable, truncated, oversized or an unsupported pixel format
             skipped += 1
             continue
         if size is None:
