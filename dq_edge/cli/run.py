@@ -10,6 +10,7 @@ import typer
 
 from dq_edge.cli.generation_output import check_output_dir, generate_with_progress, save_tokens
 from dq_edge.errors import UsageError
+from dq_edge.runtime.outputs import image_name
 
 
 def _parse_classes(text: str | None) -> list[int] | None:
@@ -106,7 +107,7 @@ def run_command(
         result = generate_with_progress(console, opened.backend, layout, request)
         pictures = img.to_uint8(result.images)
         for i, picture in enumerate(pictures):
-            img.save_png(tmp / f"image_{i:04d}.png", picture)
+            img.save_png(tmp / image_name(i), picture)
         img.save_png(tmp / "grid.png", img.make_grid(pictures))
         save_tokens(tmp / "tokens.npz", result, per_image_classes)
         summary = build_summary(

@@ -14,6 +14,7 @@ import typer
 
 from dq_edge.cli import sampling_options as opt
 from dq_edge.errors import ConfigError, InputError
+from dq_edge.runtime.outputs import image_name
 
 
 def sample_command(
@@ -77,7 +78,7 @@ def sample_command(
         result = generate_with_progress(console, backend, layout, request)
         pictures = img.to_uint8(result.images)
         for i, picture in enumerate(pictures):
-            img.save_png(tmp / f"image_{i:04d}.png", picture)
+            img.save_png(tmp / image_name(i), picture)
         img.save_png(tmp / "grid.png", img.make_grid(pictures))
         save_tokens(tmp / "tokens.npz", result, classes)
         write_json(
