@@ -33,7 +33,7 @@ def sample_command(
     fixed_fine_positions: opt.FixedFinePositions = False,
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Generate images with the torch reference: one PNG each, grid.png, tokens.npz, sample.json."""

@@ -72,7 +72,7 @@ COMMON_OPTIONS: dict[str, tuple[type, object]] = {
     "checkpoint_every": (int, typer.Option(None, "--checkpoint-every")),
     "log_every": (int, typer.Option(None, "--log-every")),
     "seed": (int, typer.Option(None, "--seed")),
-    "threads": (int, typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice).")),
+    "threads": (int, typer.Option(None, "--threads", min=0, help="torch CPU threads (0 or absent: torch's choice).")),
     "no_progress": (bool, typer.Option(False, "--no-progress", help="No progress bar (logs still written).")),
 }
 
