@@ -71,8 +71,10 @@ PROG = "dq-edge"
 DEBUG_FLAG = "--debug"
 
 
-def error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException, command: str = PROG) -> str:
     if isinstance(exc, DQEdgeError):
+        if not exc.hint:  # every error line carries a hint; the command's help is the general one
+            return f"error: {_one_line(exc.message)} (hint: see `{command} --help`)"
         return f"error: {_one_line(exc.one_line())}"
     return f"error: {type(exc).__name__}: {_one_line(str(exc))} (hint: rerun with --debug for the traceback and report it)"
 
@@ -92,6 +94,19 @@ def usage_line(exc: BaseException) -> str:
     command = ctx.command_path if ctx is not None else PROG
     message = _one_line(exc.format_message()).rstrip(".")
     return f"error: {message} (hint: see `{command} --help`)"
+
+
+def command_path(args: list[str]) -> str:
+    """`dq-edge train vae` for args starting with those names: the command an error belongs to."""
+    command = typer.main.get_command(app)
+    words = [PROG]
+    for arg in args:
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        command = sub
+    return " ".join(words)
 
 
 def split_debug(argv: list[str]) -> tuple[list[str], bool]:
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"]:
             traceback.print_exc()
         if isinstance(exc, DQEdgeError):
-            print(error_line(exc), file=sys.stderr)
+            print(error_line(exc, command_path(args)), file=sys.stderr)
             return exc.exit_code
         if _click_base(exc, "UsageError"):
             print(usage_line(exc), file=sys.stderr)

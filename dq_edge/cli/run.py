@@ -86,11 +86,6 @@ def run_command(
         if exported_now:
             console.print(f"exported {what} to {engine}")
     opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
-    console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
-    for note in opened.skipped:
-        console.print(f"  skipped {note}", style="dim")
-    for warning in getattr(opened.backend, "warnings", []):
-        console.print(f"  warning: {warning}", style="yellow")
     layout = opened.layout
     per_image_classes = resolve_classes(layout, num, cls, class_list)
     complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
@@ -99,6 +94,12 @@ def run_command(
         top_p_pos=top_p_pos, cfg_scale=cfg_scale, greedy=greedy,
     )
     params.validate()
+    # the backend report follows the argument checks: a bad class or image ends in one error line
+    console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
+    for note in opened.skipped:
+        console.print(f"  skipped {note}", style="dim")
+    for warning in getattr(opened.backend, "warnings", []):
+        console.print(f"  warning: {warning}", style="yellow")
     if batch is None:  # guidance runs two backend rows per image
         batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
     request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
