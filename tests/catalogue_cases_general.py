@@ -182,10 +182,11 @@ CASES: list[Case] = [
     Case("run-classes-not-integers", "numbers", ["run", "--engine", "{export}", "--out", OUT, "--classes", "cat,dog"],
          "--classes must be comma-separated integers", 2, export),
     Case("run-class-out-of-range", "numbers", ["run", "--engine", "{export}", "--out", OUT, "--class", "7", "--num", "1"],
-         "class", 1, export),
-    Case("sample-class-out-of-range", "numbers", ["sample", "{model}", "--out", OUT, "--class", "9", "--num", "1"], "class", 1, class_model),
+         "class id 7 is out of range", 1, export),
+    Case("sample-class-out-of-range", "numbers", ["sample", "{model}", "--out", OUT, "--class", "9", "--num", "1"], "class id 9 is out of range", 1,
+         class_model),
     Case("eval-gen-num-one", "numbers", ["eval", "gen", "{model}", "--data", "emoji64", "--num", "1"], "--num must be at least 2", 2, model),
-    Case("check-unknown-precision", "numbers", ["check", "{export}", "--no-lint", "--precision", "int9"], "int9", 2, export),
+    Case("check-unknown-precision", "numbers", ["check", "{export}", "--no-lint", "--precision", "int9"], "unknown precision int9", 2, export),
     # images: read correctly or refused, every failure named
     *[
         Case(f"reconstruct-{name}", "images", ["reconstruct", "{model}", "{image}", "--out", OUT], expect, 1, _with_image(make))
@@ -224,7 +225,7 @@ CASES: list[Case] = [
     Case("eval-recon-missing-model", "checks-metrics", ["eval", "recon", "{tmp}/nomodel", "--data", "{pictures}", "--no-fid"],
          "nomodel", 1, images_folder),
     # other commands: missing inputs
-    Case("export-int8-without-calibration", "missing-inputs", ["export", "{model}", "--out", OUT, "--precision", "int8"], "calib", 2, model),
+    Case("export-int8-without-calibration", "missing-inputs", ["export", "{model}", "--out", OUT, "--precision", "int8"], "int8 needs calibration", 2, model),
     Case("export-calibration-folder-missing", "missing-inputs",
          ["export", "{model}", "--out", OUT, "--precision", "int8", "--calib-images", "{tmp}/nope"], "nope", 2, model),
     Case("export-missing-model", "missing-inputs", ["export", "{tmp}/nomodel", "--out", OUT], "nomodel", 2),
