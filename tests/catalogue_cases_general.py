@@ -205,6 +205,12 @@ CASES: list[Case] = [
          1, export),
     Case("data-info-unreadable-folder", "images", ["data", "info", "{broken}"], "could be read", 1, broken_images_folder),
     Case("data-info-empty-folder", "images", ["data", "info", "{empty}"], "no images found", 1, empty_folder),
+    Case("data-info-image-size-negative", "numbers", ["data", "info", "{pictures}", "--image-size", "-1"], "image size -1 is outside",
+         1, images_folder),
+    Case("data-info-image-size-huge", "numbers", ["data", "info", "{pictures}", "--image-size", "100000"], "image size 100000 is outside",
+         1, images_folder),
+    Case("eval-recon-num-zero", "numbers", ["eval", "recon", "{model}", "--data", "{pictures}", "--no-fid", "--num", "0"],
+         "--num", 2, model),
     # training configs: typed, ranges, key paths
     *[
         Case(case_id, "training-config", ["train", "vae", "--config", "{config}", "--out", OUT], expect, 1, _train_yaml(text))
