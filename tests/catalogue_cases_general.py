@@ -221,6 +221,8 @@ CASES: list[Case] = [
     # checks and metrics: nothing checked or measured is an error
     Case("check-precision-not-exported", "checks-metrics", ["check", "{export}", "--no-lint", "--precision", "int8"],
          "no graphs of int8 to check", 1, export),
+    Case("check-one-precision-not-exported", "checks-metrics", ["check", "{export}", "--no-lint", "--precision", "fp32,fp16"],
+         "no graphs of fp16 to check", 1, export),
     Case("check-missing-folder", "checks-metrics", ["check", "{tmp}/nope"], "nope", 1),
     Case("eval-gen-folder-without-record", "checks-metrics", ["eval", "gen", "{samples}", "--data", "{pictures}", "--num", "2"],
          "has no tokens.npz", 1, run_folder_without_record),

@@ -226,9 +226,10 @@ def check_export(folder: str | Path, lint: bool = True, precisions: list[str] | 
     findings: list[Finding] = []
     jobs: list[tuple[Path, GraphSpec]] = []
     chosen = {p: info for p, info in infos.items() if not precisions or p in precisions}
-    if not any(info.files for info in chosen.values()):
-        # checking nothing would print "all passed": an error, so a typo or a missing export shows
-        wanted = ", ".join(precisions) if precisions else "any precision"
+    missing = [p for p in precisions or [] if p not in infos]
+    if missing or not any(info.files for info in chosen.values()):
+        # checking nothing (or less than asked) would print "all passed": an error instead
+        wanted = ", ".join(missing or precisions or ["any precision"])
         raise InputError(
             f"{folder} has no graphs of {wanted} to check (it holds: {', '.join(infos) or 'nothing'})",
             "check one of the precisions it holds, or export the missing one with `dq-edge export`",
