@@ -216,6 +216,9 @@ CASES: list[Case] = [
         Case(case_id, "training-config", ["train", "vae", "--config", "{config}", "--out", OUT], expect, 1, _train_yaml(text))
         for case_id, text, expect in TRAIN_YAML
     ],
+    Case("train-yaml-vae-not-a-mapping", "training-config",
+         ["train", "vae", "--config", "{config}", "--out", OUT, "--target-fine-ratio", "0.3"], "`vae` must be a mapping",
+         1, _train_yaml("vae: 3\n")),
     Case("train-config-missing", "training-config", ["train", "vae", "--config", "{tmp}/nope.yaml", "--out", OUT], "does not exist", 1),
     Case("train-transformer-without-vae", "training-config", ["train", "transformer", "--out", OUT], "stage 2 needs the trained VAE", 1),
     # checks and metrics: nothing checked or measured is an error

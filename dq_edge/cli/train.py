@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
         vae_over = None
         if target_fine_ratio is not None:
             from_file = (read_config_file(common["config"]).get("vae") or {}) if common["config"] else {}
-            vae_over = {**from_file, "target_fine_ratio": target_fine_ratio}
+            # a non-mapping `vae:` goes through unchanged so build_config reports it
+            vae_over = {**from_file, "target_fine_ratio": target_fine_ratio} if isinstance(from_file, dict) else from_file
         _config_and_run("vae", common, preset=preset, router_mode=router_mode, gan_start=gan_start, gan_weight=gan_weight,
                         perceptual_weights=perceptual_weights, vae=vae_over)
 
