@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from dq_edge.errors import ConfigError, InputError
 from dq_edge.models.vae_config import PRESETS
@@ -54,18 +53,12 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 
 def load_images(paths: list[Path], size: int, resize: bool) -> np.ndarray:
     """Files -> float32 [N, 3, size, size] in [-1, 1]; transparency composited on white."""
-    from dq_edge.data.pixels import square_resize, to_rgb_on_white
+    from dq_edge.data.pixels import square_resize
+    from dq_edge.runtime.images import read_rgb, to_model_input
 
     arrays = []
     for path in paths:
-        if not path.is_file():
-            raise InputError(f"image {path} does not exist", "check the path")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                rgb = to_rgb_on_white(img)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(f"{path} is not a readable image: {exc}", "pass PNG or JPEG files") from exc
+        rgb = read_rgb(path)
         if rgb.size != (size, size):
             if not resize:
                 raise InputError(
@@ -73,7 +66,7 @@ def load_images(paths: list[Path], size: int, resize: bool) -> np.ndarray:
                     "pass --resize to center-crop and resize it, or use images of the model's size",
                 )
             rgb = square_resize(rgb, size)
-        arrays.append(np.asarray(rgb, np.float32).transpose(2, 0, 1) / 127.5 - 1.0)  # [3, H, W]
+        arrays.append(to_model_input(rgb))  # [3, H, W]
     return np.stack(arrays)
 
 

@@ -15,9 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from dq_edge.outputs import OutputClaim
+from dq_edge.runtime.result_files import GRID_FILE, TOKENS_FILE, image_name
 
-GRID_NAME = "grid.png"
-TOKENS_NAME = "tokens.npz"
 
 
 @dataclass
@@ -43,7 +42,7 @@ def generation_tokens(result, classes) -> dict[str, np.ndarray]:
 
 def numbered_images(pictures: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """uint8 [N, H, W, 3] -> image_0000.png, image_0001.png, ... (the names `run`/`sample` record)."""
-    return [(f"image_{i:04d}.png", picture) for i, picture in enumerate(pictures)]
+    return [(image_name(i), picture) for i, picture in enumerate(pictures)]
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
@@ -65,9 +64,9 @@ def write_result_folder(claim: OutputClaim, files: ResultFiles) -> Path:
     with claim.staging() as tmp:
         for rel, picture in files.images:
             save_png(tmp / rel, picture)
-        save_png(tmp / GRID_NAME, files.grid)
+        save_png(tmp / GRID_FILE, files.grid)
         if files.tokens is not None:
-            with open(tmp / TOKENS_NAME, "wb") as fh:
+            with open(tmp / TOKENS_FILE, "wb") as fh:
                 np.savez(fh, **files.tokens)
         for name, obj in files.extra_json.items():
             write_json(tmp / name, obj)

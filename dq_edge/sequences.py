@@ -1,4 +1,4 @@
-"""Grain map + code map <-> token sequences (DESIGN.md §2). Torch-free (numpy only).
+"""Grain map + code map <-> token sequences (docs/design.md §2). Torch-free (numpy only).
 
 Per sample: `[start, coarse..., EOS, start, fine..., EOS]`, then right padding.
 - coarse stream (segment 0): every region coded coarsely, raster order over the coarse grid;

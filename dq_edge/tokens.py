@@ -1,4 +1,4 @@
-"""Token conventions (DESIGN.md §2). Torch-free: the runtime uses this too.
+"""Token conventions (docs/design.md §2). Torch-free: the runtime uses this too.
 
 With K codes, Nc coarse regions, Nf fine cells and C classes:
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -147,3 +148,22 @@ def test_check_cli_refuses_a_modified_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sha256" in err and "dq-edge export" in err
     assert main(["check", str(workdir() / "does-not-exist")]) == 1
+
+
+def export_without_int8(tmp_path) -> Path:
+    """A copy of the tiny export with its int8 graphs and manifest entry removed."""
+    folder = tmp_path / "no-int8"
+    shutil.copytree(tiny_export(), folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    for entry in manifest["precisions"].pop("int8")["graphs"].values():
+        (folder / entry["file"]).unlink()
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return folder
+
+
+def test_checking_nothing_is_an_error(tmp_path, capsys):
+    folder = export_without_int8(tmp_path)
+    assert main(["check", str(folder), "--no-lint", "--precision", "int8"]) == 1
+    out, err = capsys.readouterr()
+    assert "all passed" not in out
+    assert err.startswith("error: ") and "no graphs of int8 to check (it holds: fp32, fp16)" in err and err.count("\n") == 1

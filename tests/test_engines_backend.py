@@ -169,7 +169,7 @@ def test_encode_and_decode(tmp_path):
     out = backend.decode(codes)
     assert out.shape == (2, 3, 16, 16) and np.allclose(out, 9.5)
     times = backend.stage_times()
-    assert len(times["encoder"]) == len(times["dgc"]) == len(times["decoder"]) == 1
+    assert times["encoder"].count == times["dgc"].count == times["decoder"].count == 1
 
 
 def test_batch_above_max_is_refused(tmp_path):
@@ -228,7 +228,7 @@ def test_shared_loop_drives_trt_backend_like_the_ort_backend(tmp_path):
     assert len(trt.logits) == len(ort_backend.logits) > 10
     for (name_a, la), (name_b, lb) in zip(trt.logits, ort_backend.logits):
         assert name_a == name_b
-        np.testing.assert_allclose(la, lb, rtol=1e-6)
+        np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-5)  # two ORT sessions, other batch shapes
     for field in ("content", "position", "segment"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 

@@ -150,6 +150,7 @@ def test_cli_eval_gen_from_model_and_from_folder(tmp_path, capsys, monkeypatch, 
     from PIL import Image
 
     from dq_edge.models.folder import write_model_folder
+    from dq_edge.runtime.result_files import image_name
     from dq_edge.models.transformer import build_transformer, transformer_state
     from dq_edge.models.vae import build_vae, vae_folder_parts
 
@@ -171,10 +172,22 @@ def test_cli_eval_gen_from_model_and_from_folder(tmp_path, capsys, monkeypatch, 
     assert rep["fid"]["label"] == "FID (Inception-2015-12-05, N=4 vs 4 real)" and rep["fid"]["fid"] > 0
     assert rep["source_kind"] == "model" and rep["sampling"] == {"top_k": 8} and not rep["real_features_cached"]
     assert "--top-k 8" in rep["command"]
-    rc = main(["eval", "gen", str(real), "--data", str(real), "--num", "4", "--out", str(tmp_path / "f.json")])
+    # a run folder: the recorded images are the real ones; grid.png (sorted first) and a stray
+    # PNG are not samples and must not be read
+    run = tmp_path / "run"
+    run.mkdir()
+    for i in range(4):
+        (run / image_name(i)).write_bytes((real / f"{i}.png").read_bytes())
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(run / "grid.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(run / "image_9999.png")
+    np.savez(run / "tokens.npz", lengths=np.full(4, 7))
+    rc = main(["eval", "gen", str(run), "--data", str(real), "--num", "5", "--out", str(tmp_path / "f.json")])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((tmp_path / "f.json").read_text())
     assert rep["real_features_cached"] and rep["fid"]["fid"] < 1e-2  # same images: FID ~ 0
+    assert rep["images_read"] == 4
+    assert main(["eval", "gen", str(real), "--data", str(real), "--num", "4"]) == 1  # no record: refused
+    assert "has no tokens.npz" in capsys.readouterr().err
 
 
 def _fake_recon_report(codes: float, psnr: float, fid: float | None) -> dict:

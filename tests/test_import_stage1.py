@@ -160,9 +160,10 @@ def test_region_entropy_equals_unfold_reference_both_bins():
     x = structured_images(n=2, seed=9)
     for legacy in (True, False):
         ours = region_entropy(x, 4, entropy_bins("legacy" if legacy else "current"), 0.01)
-        assert torch.equal(ours, ref.ref_entropy(x, 4, legacy))
-    # the two bin sets really differ on images in [-1, 1]
-    assert not torch.allclose(ref.ref_entropy(x, 4, True), ref.ref_entropy(x, 4, False))
+        # different arithmetic (ours vs unfold): equal up to float rounding, entropies are O(1) nats
+        torch.testing.assert_close(ours, ref.ref_entropy(x, 4, legacy), rtol=0, atol=1e-5)
+    # the two bin sets really differ on images in [-1, 1]: by ~1 nat here, far above rounding
+    assert (ref.ref_entropy(x, 4, True) - ref.ref_entropy(x, 4, False)).abs().max() > 0.1
 
 
 def test_stage1_from_state_dict_api():

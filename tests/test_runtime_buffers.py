@@ -42,7 +42,7 @@ def test_rows_written_at_step_and_addresses_stable(probe_step_graphs):
     # rows beyond the last step stay zero; rows of samples beyond `batch` were never touched
     assert not bufs["past_key.0"][:batch, :, 6:].any() and not bufs["past_key.0"][batch:].any()
     times = backend.stage_times()
-    assert len(times["position_step"]) == 6 and len(times["content_step"]) == 6
+    assert times["position_step"].count == 6 and times["content_step"].count == 6
 
 
 def test_begin_zeroes_caches_and_rejects_big_batch(probe_step_graphs):

@@ -9,6 +9,7 @@ from PIL import Image
 from dq_edge.errors import InputError
 from dq_edge.runtime.images import load_image, make_grid, save_png, to_uint8
 from dq_edge.runtime.summary import build_summary, stage_stats
+from dq_edge.runtime.timing import StageTimes
 
 
 def test_to_uint8_maps_range_and_clamps():
@@ -48,18 +49,26 @@ def test_transparent_pixels_become_white(tmp_path):
     np.testing.assert_allclose(load_image(tmp_path / "t.png", 4), 1.0)
 
 
+def _stage_times(seconds: dict[str, list[float]]) -> StageTimes:
+    times = StageTimes(seconds)
+    for stage, values in seconds.items():
+        for value in values:
+            times.add(stage, value)
+    return times.snapshot()
+
+
 def test_summary_fields():
     grains = np.array([[[1, 0], [0, 0]], [[1, 1], [1, 1]]])
     summary = build_summary(
         backend="ort-cpu", backend_reason="test", precision="fp32", engine="x",
         grains=grains, lengths=np.array([11, 20]), n_codes=np.array([7, 16]),
-        stage_times={"position_step": [0.001, 0.003], "decoder": []}, wall_seconds=0.5, batch=2,
+        stage_times=_stage_times({"position_step": [0.001, 0.003], "decoder": []}), wall_seconds=0.5, batch=2,
         sampling={"seed": 0},
     )
     assert summary["fine_ratio_per_image"] == [0.25, 1.0]
     assert summary["images_per_second"] == 4.0
-    assert summary["stages"]["position_step"]["calls"] == 2
+    assert summary["stages"]["position_step"]["calls"] == 2 and summary["stages"]["position_step"]["first_ms"] == 1.0
     assert "decoder" not in summary["stages"]
     assert summary["peak_rss_mib"] > 0 and summary["versions"]["onnxruntime"]
-    stats = stage_stats({"a": [0.010, 0.002, 0.002, 0.002]})["a"]
+    stats = stage_stats(_stage_times({"a": [0.010, 0.002, 0.002, 0.002]}))["a"]
     assert stats["mean_ms"] == 4.0 and stats["p50_ms"] == 2.0 and stats["first_ms"] == 10.0

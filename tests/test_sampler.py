@@ -219,7 +219,7 @@ def test_prefix_continues_greedy_generation_exactly(tr_class):
     again = generate_tokens(be, CLASS, 3, [2, 0, 1], SamplingParams(greedy=True), prefix=prefix)
     np.testing.assert_array_equal(again.content, full.tokens.content)
     np.testing.assert_array_equal(again.position, full.tokens.position)
-    assert len(be.stage_times()["prefill"]) == 1
+    assert be.stage_times()["prefill"].count == 1
     bad = pad_sequences(CLASS, [tuple(a[:4] for a in seqs[0])] * 3)
     with pytest.raises(InputError, match="start token"):
         generate_tokens(be, CLASS, 3, [1, 1, 1], SamplingParams(), prefix=bad)

@@ -28,10 +28,6 @@ class BenchSettings:
     max_seconds: float | None = None  # cap per measured quantity (slow configurations)
 
 
-def _new_entries(backend: Backend, stage: str, before: int) -> list[float]:
-    return list(backend.stage_times().get(stage, [])[before:])
-
-
 def _timed_with_stages(
     backend: Backend, fn: Callable[[], object], stages: tuple[str, ...], settings: BenchSettings
 ) -> dict[str, dict]:
@@ -39,13 +35,13 @@ def _timed_with_stages(
     calls (warmup calls excluded)."""
     for _ in range(settings.warmup):
         fn()
-    marks = {s: len(backend.stage_times().get(s, [])) for s in stages}
+    backend.reset_stage_times()  # the backend's statistics now cover the timed calls only
     wall = measure(fn, warmup=0, reps=settings.reps, max_seconds=settings.max_seconds)
     out = {"wall": wall.ms()}
+    timed = backend.stage_times()
     for s in stages:
-        entries = _new_entries(backend, s, marks[s])
-        if entries:
-            out[s] = Stats.of(entries).ms()
+        if s in timed and timed[s].count:
+            out[s] = Stats.of_stage(timed[s]).ms()
     return out
 
 

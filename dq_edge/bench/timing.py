@@ -8,6 +8,8 @@ from typing import Callable
 
 import numpy as np
 
+from dq_edge.runtime.timing import StageStats
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -33,6 +35,14 @@ class Stats:
             min=float(arr.min()),
             max=float(arr.max()),
         )
+
+    @classmethod
+    def of_stage(cls, stage: StageStats) -> "Stats":
+        """A backend's bounded per-stage statistics in the same form."""
+        if not stage.count:
+            raise ValueError("no timings to summarise")
+        return cls(n=stage.count, p50=stage.percentile(50), p90=stage.percentile(90), mean=stage.mean,
+                   min=stage.min, max=stage.max)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -60,9 +60,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="Model folder (needs a `vae` section)."),
         data: str = typer.Option(..., "--data", help="emoji64 | fmnist | image folder."),
         split: str = typer.Option("test", "--split"),
-        num: int = typer.Option(None, "--num", help="First N images of the split (default: all)."),
+        num: int = typer.Option(None, "--num", min=1, help="First N images of the split (default: all)."),
         no_fid: bool = typer.Option(False, "--no-fid", help="Skip rFID/KID (no Inception pass)."),
-        threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy machine)."),
+        threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is faster on a busy machine)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
     ) -> None:
         """Reconstruction quality and code statistics of a DQ-VAE."""
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(None, "--top-k"),
         top_p: float = typer.Option(None, "--top-p"),
         cfg_scale: float = typer.Option(None, "--cfg-scale", help="Classifier-free guidance (class models trained with class dropout)."),
-        threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is faster on a busy machine)."),
+        threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is faster on a busy machine)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
     ) -> None:
         """FID and KID of generated images against real ones (a model's samples cycle over all classes)."""

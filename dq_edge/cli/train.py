@@ -79,7 +79,7 @@ COMMON_OPTIONS: dict[str, tuple[type, object]] = {
     "checkpoint_every": (int, typer.Option(None, "--checkpoint-every")),
     "log_every": (int, typer.Option(None, "--log-every")),
     "seed": (int, typer.Option(None, "--seed")),
-    "threads": (int, typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice).")),
+    "threads": (int, typer.Option(None, "--threads", min=0, help="torch CPU threads (0 or absent: torch's choice).")),
     "no_progress": (bool, typer.Option(False, "--no-progress", help="No progress bar (logs still written).")),
 }
 
@@ -130,7 +130,8 @@ def register(app: typer.Typer) -> None:
         vae_over = None
         if target_fine_ratio is not None:
             from_file = (read_config_file(common["config"]).get("vae") or {}) if common["config"] else {}
-            vae_over = {**from_file, "target_fine_ratio": target_fine_ratio}
+            # a non-mapping `vae:` goes through unchanged so build_config reports it
+            vae_over = {**from_file, "target_fine_ratio": target_fine_ratio} if isinstance(from_file, dict) else from_file
         _config_and_run("vae", common, preset=preset, router_mode=router_mode, gan_start=gan_start, gan_weight=gan_weight,
                         perceptual_weights=perceptual_weights, vae=vae_over)
 

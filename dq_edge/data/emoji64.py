@@ -17,12 +17,12 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dq_edge.data.cache import dataset_dir
 from dq_edge.data.imageset import ImageSet, save_npz
-from dq_edge.data.pixels import pil_to_array, to_rgb_on_white
+from dq_edge.data.pixels import pil_to_array
 from dq_edge.errors import DQEdgeError, InputError
+from dq_edge.runtime.images import read_rgb
 
 NAME = "emoji64"
 PACKAGE = "emoji-datasource-google@16.0.0"
@@ -107,8 +107,8 @@ def build_splits(tgz: Path, test_percent: int = TEST_PERCENT) -> tuple[dict[str,
                     if m is None:
                         missing += 1
                         continue
-                    with Image.open(io.BytesIO(tar.extractfile(m).read())) as im:  # type: ignore[union-attr]
-                        imgs.append(pil_to_array(to_rgb_on_white(im)))
+                    data = io.BytesIO(tar.extractfile(m).read())  # type: ignore[union-attr]
+                    imgs.append(pil_to_array(read_rgb(data, name=f"{tgz}:{m.name}")))
                     labels.append(cat_index[r["category"]])
                 meta = {"source": f"npm {PACKAGE}", "license": "Apache-2.0", "split_rule": f"sha256(base emoji) % 100 < {test_percent} -> test"}
                 result[split] = ImageSet(np.stack(imgs), np.asarray(labels, np.int64), categories, NAME, split, 0, meta)

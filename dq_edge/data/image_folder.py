@@ -3,16 +3,16 @@ sits in one; files that do not decode are skipped and counted, never fatal."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from dq_edge.data.imageset import ImageSet
-from dq_edge.data.pixels import pil_to_array, square_resize, to_rgb_on_white
+from dq_edge.data.pixels import pil_to_array, square_resize
 from dq_edge.errors import InputError
+from dq_edge.runtime.images import read_rgb
 
+MAX_IMAGE_SIZE = 4096  # pixels per side after resizing
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -27,6 +27,9 @@ def load_image_folder(root: str | Path, image_size: int | None = None, split: st
     one square size (the first readable image decides).
     """
     root = Path(root)
+    if image_size is not None and not 1 <= image_size <= MAX_IMAGE_SIZE:
+        # every image is resized to this before it is kept: a typo like 100000 would ask for 30 GB each
+        raise InputError(f"image size {image_size} is outside 1..{MAX_IMAGE_SIZE}", "use the model's image size (e.g. 64)")
     if not root.is_dir():
         raise InputError(f"image folder {root} does not exist", "pass a folder of images or a built-in dataset name (emoji64, fmnist)")
     if split != "all" and (root / split).is_dir():
@@ -48,12 +51,8 @@ def load_image_folder(root: str | Path, image_size: int | None = None, split: st
     size = image_size
     for path, parts in zip(files, top):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # PIL DecompressionBomb / palette warnings: not our output channel
-                with Image.open(path) as im:
-                    im.load()
-                    rgb = to_rgb_on_white(im)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            rgb = read_rgb(path)
+        except InputError:  # unreadable, truncated, oversized or an unsupported pixel format
             skipped += 1
             continue
         if size is None:

@@ -1,18 +1,10 @@
-"""Pixel helpers shared by the loaders: RGBA -> RGB on white, square crop + resize."""
+"""Pixel helpers shared by the loaders: square crop + resize. Files are read by
+`dq_edge.runtime.images.read_rgb` (every mode, transparency on white, typed errors)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-
-
-def to_rgb_on_white(im: Image.Image) -> Image.Image:
-    """Composite transparency on a white background (emoji PNGs are RGBA)."""
-    if im.mode in ("RGBA", "LA", "P", "PA"):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    return im.convert("RGB")
 
 
 def square_resize(im: Image.Image, size: int) -> Image.Image:

@@ -46,6 +46,7 @@ from dq_edge.engines.manifest import EngineManifest, check_target, read_manifest
 from dq_edge.engines.plan import GpuTarget
 from dq_edge.errors import ArtifactMismatchError, ConfigError, DQEdgeError, InputError
 from dq_edge.graph_io import GRAPH_NAMES, GraphSpec, activation_dtype, graph_specs
+from dq_edge.runtime.timing import StageStats, StageTimes
 
 POS, CON, PRE = "transformer_position_step", "transformer_content_step", "transformer_prefill"
 STEP_GRAPHS = (POS, CON)
@@ -164,7 +165,7 @@ class TrtBackend:
             for t in self.specs[g].inputs + self.specs[g].outputs:
                 ctx.set_tensor_address(t.name, self._slots[slot_name(g, t.name)])
         self._events = {stage: (self._dev.create_event(), self._dev.create_event()) for stage in STAGE_OF.values()}
-        self._times: dict[str, list[float]] = {stage: [] for stage in STAGE_OF.values()}
+        self._times = StageTimes(STAGE_OF.values())
         self._graph_exec: dict[str, Any] = {}
         self._warm: set[str] = set()
         self._batch = 0
@@ -263,7 +264,7 @@ class TrtBackend:
         start, end = self._events[stage]
         self._dev.record(end, self._stream)
         self._dev.synchronize(self._stream)
-        self._times[stage].append(self._dev.elapsed_s(start, end))
+        self._times.add(stage, self._dev.elapsed_s(start, end))
 
     def _store_rows(self, graph: str, prefix: str, stack: str, row: int, rows: int) -> None:
         """Copy new K/V rows [b, heads, rows, D] into cache rows row..row+rows-1 (device to device)."""
@@ -377,5 +378,8 @@ class TrtBackend:
         self._finish("decoder")
         return image.copy()
 
-    def stage_times(self) -> dict[str, list[float]]:
-        return {k: list(v) for k, v in self._times.items()}
+    def stage_times(self) -> dict[str, StageStats]:
+        return self._times.snapshot()
+
+    def reset_stage_times(self) -> None:
+        self._times.reset()

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from dq_edge.data import ImageSet, iterate_in_order, load_dataset
-from dq_edge.data.image_folder import load_image_folder
 from dq_edge.eval.fid import cached_real_features, extract_features, fid_kid, load_extractor
 from dq_edge.eval.metrics import msssim_setup, recon_metrics
 from dq_edge.eval.token_stats import code_stats
@@ -110,13 +109,31 @@ def _generated_images(source: str, num: int, image_size: int | None, seed: int, 
                 done += b
         return out, {"source_kind": "model", "seed": seed, "sampling": sampling, "classes": "cycled over all classes" if tr.layout.n_classes else None}
     if path.is_dir():
-        s = load_image_folder(path, image_size=image_size).subset(num)
-        return [torch.from_numpy(b.images) for b in iterate_in_order(s, EVAL_BATCH)], {"source_kind": "image folder", "skipped_unreadable": s.skipped}
-    raise InputError(f"{source} is neither a model folder nor a folder of images", "pass a model folder or the output folder of `dq-edge sample`")
+        s = _recorded_samples(path, image_size, num)
+        return [torch.from_numpy(b.images) for b in iterate_in_order(s, EVAL_BATCH)], {"source_kind": "run/sample folder", "images_read": len(s)}
+    raise InputError(f"{source} is neither a model folder nor a folder of generated samples",
+                     "pass a model folder or the output folder of `dq-edge run` / `dq-edge sample`")
+
+
+def _recorded_samples(folder: Path, image_size: int, num: int) -> ImageSet:
+    """The first `num` images a run/sample folder records (never its grid or other PNGs), each
+    center-cropped and resized to the real images' size."""
+    from dq_edge.data.pixels import pil_to_array, square_resize
+    from dq_edge.runtime.images import read_rgb
+    from dq_edge.runtime.result_files import recorded_images
+
+    paths = recorded_images(folder)[:num]
+    pixels = np.stack([pil_to_array(square_resize(read_rgb(p), image_size)) for p in paths])  # [N, H, W, 3]
+    return ImageSet(pixels, None, [], name=str(folder), split="all", meta={"source": "generated samples"})
 
 
 def eval_gen(source: str, data_spec: str, split: str = "train", num: int = 100, seed: int = 0,
              classes: list[int] | None = None, sampling: dict | None = None, progress: Progress | None = None) -> dict:
+    path = Path(source)
+    if path.is_dir() and not (path / "config.json").is_file():
+        from dq_edge.runtime.result_files import recorded_images
+
+        recorded_images(path)  # a folder without a record fails before the dataset and Inception load
     data = load_dataset(data_spec, split).subset(num)
     fake_imgs, meta = _generated_images(source, num, data.image_size, seed, classes, {k: v for k, v in (sampling or {}).items() if v is not None})
     extractor = load_extractor()

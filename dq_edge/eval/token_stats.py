@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SPECIAL_TOKENS = 4  # start + EOS per stream (DESIGN §2)
+SPECIAL_TOKENS = 4  # start + EOS per stream (docs/design.md §2)
 
 
 def _usage(codes: np.ndarray, n_codes: int) -> dict:

@@ -28,6 +28,7 @@ from onnx import numpy_helper
 
 from dq_edge.export.manifest import ExportInfo, verify_all
 from dq_edge.export.trt_ops import FORBIDDEN_IN_STEP_GRAPHS, SHAPE_INPUTS, TRT_10_3_ONNX_OPS, TRT_VERSION
+from dq_edge.errors import InputError
 from dq_edge.graph_io import GraphSpec
 
 FP16_MAX = 65504.0
@@ -224,9 +225,16 @@ def check_export(folder: str | Path, lint: bool = True, precisions: list[str] | 
     infos: dict[str, ExportInfo] = verify_all(folder)
     findings: list[Finding] = []
     jobs: list[tuple[Path, GraphSpec]] = []
-    for precision, info in infos.items():
-        if precisions and precision not in precisions:
-            continue
+    chosen = {p: info for p, info in infos.items() if not precisions or p in precisions}
+    missing = [p for p in precisions or [] if p not in infos]
+    if missing or not any(info.files for info in chosen.values()):
+        # checking nothing (or less than asked) would print "all passed": an error instead
+        wanted = ", ".join(missing or precisions or ["any precision"])
+        raise InputError(
+            f"{folder} has no graphs of {wanted} to check (it holds: {', '.join(infos) or 'nothing'})",
+            "check one of the precisions it holds, or export the missing one with `dq-edge export`",
+        )
+    for precision, info in chosen.items():
         for graph, path in info.files.items():
             findings += check_model(onnx.load(str(path)), graph, precision)
             jobs.append((path, info.specs[graph]))

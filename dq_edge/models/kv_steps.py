@@ -2,7 +2,7 @@
 `dq_edge.graph_io` (transformer_position_step, transformer_content_step, transformer_prefill),
 same input order and output order, so they export directly with torch.onnx.export.
 
-Rules (DESIGN.md §4): caches are static [B,H,L,D] inputs and are never written or sliced by
+Rules (docs/design.md §4): caches are static [B,H,L,D] inputs and are never written or sliced by
 `step`; `step` ([1] int64) appears only in a comparison (`row < step`) and as a Gather index
 into the absolute position table; masks are finite; no If/Loop/ScatterND; no zero-size tensors.
 The caller stores the returned K/V rows [B,H,1,D] at row `step` of its caches.

@@ -7,7 +7,7 @@ folder), or `--vae FOLDER` (a dq-edge model folder). The result is one model fol
 both stages. The causal-mask buffers `attn.mask` are dropped (the mask is computed).
 
 Every token id of the YAML (pad / eos / sos / class offsets, vocab sizes) is checked against
-dq-edge's layout (DESIGN.md §2) and every transformer tensor's shape against the YAML, so a
+dq-edge's layout (docs/design.md §2) and every transformer tensor's shape against the YAML, so a
 checkpoint that would silently mis-tokenize is refused.
 """
 
@@ -45,7 +45,7 @@ def _expect(what: str, yaml_value: Any, ours: int) -> None:
     if yaml_value is None or int(yaml_value) != ours:
         raise ConfigError(
             f"the YAML's {what} is {yaml_value}, dq-edge's token layout needs {ours}",
-            "dq-edge imports the official token layout (DESIGN.md §2) only",
+            "dq-edge imports the official token layout (docs/design.md §2) only",
         )
 
 

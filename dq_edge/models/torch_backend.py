@@ -6,7 +6,6 @@ Runtime and TensorRT. Caches [max_batch, H, L, D] are allocated once; `begin` ze
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ from dq_edge.errors import InputError
 from dq_edge.graph_io import GraphDims
 from dq_edge.models.kv_steps import ContentStep, PositionStep, Prefill, empty_caches, graph_dims
 from dq_edge.models.transformer import StackedTransformer
+from dq_edge.runtime.timing import StageStats, StageTimes
 
 
 class TorchBackend:
@@ -37,7 +37,7 @@ class TorchBackend:
         self._pcache_full = empty_caches(tr, "position", max_batch)
         self._ccache_full = empty_caches(tr, "content", max_batch)
         self._hidden: torch.Tensor | None = None
-        self._times: dict[str, list[float]] = defaultdict(list)
+        self._times = StageTimes()
         self.begin(1)
 
     def begin(self, batch: int) -> None:
@@ -58,7 +58,7 @@ class TorchBackend:
         t0 = time.perf_counter()
         with torch.no_grad():
             out = fn(*args)
-        self._times[stage].append(time.perf_counter() - t0)
+        self._times.add(stage, time.perf_counter() - t0)
         return out
 
     def position_step(self, content, position, segment, step: int) -> np.ndarray:
@@ -97,5 +97,8 @@ class TorchBackend:
         vae = self._need_vae()
         return self._timed("decoder", vae.decode_codes, torch.from_numpy(np.asarray(codes, dtype=np.int64))).numpy()
 
-    def stage_times(self) -> dict[str, list[float]]:
-        return {k: list(v) for k, v in self._times.items()}
+    def stage_times(self) -> dict[str, StageStats]:
+        return self._times.snapshot()
+
+    def reset_stage_times(self) -> None:
+        self._times.reset()

@@ -5,7 +5,7 @@ Position stack (causal GPT, pre-LN) reads, per token t:
 and its head predicts position_{t+1}. Content stack (causal GPT) reads
     position_hidden_t + grid_pos_emb(segment_{t+1})[position_{t+1}]
 and its head predicts content_{t+1}. Parameter names follow the official checkpoints, so an
-imported state dict loads without renaming (DESIGN.md §1, official-dq.md).
+imported state dict loads without renaming (docs/design.md §1, docs/transformer.md).
 
 Masks are finite (MASK_VALUE) and softmax runs in fp32 so the same code exports to fp16 graphs.
 """

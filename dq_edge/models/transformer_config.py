@@ -1,6 +1,6 @@
 """Hyperparameters of the stacked DQ-Transformer and its presets.
 
-The config carries the TokenLayout: vocab sizes follow from it (DESIGN.md §2), so a model
+The config carries the TokenLayout: vocab sizes follow from it (docs/design.md §2), so a model
 folder's transformer section is enough to rebuild the network without flags.
 - content vocab          K + 2 + S        (S = start tokens: 1 SOS, or C classes [+ null class])
 - coarse position table  Nc + 2 + S

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from dq_edge.graph_io import GraphDims
+from dq_edge.runtime.timing import StageStats
 from dq_edge.tokens import TokenLayout
 
 
@@ -54,6 +55,10 @@ class Backend(Protocol):
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """codes int64 [b,Hf,Wf] -> image float32 [b,3,H,W] (unclamped)."""
 
-    def stage_times(self) -> dict[str, list[float]]:
-        """Seconds per call of each stage since construction (encoder, dgc, position_step,
-        content_step, prefill, decoder); measured with device events where the device has them."""
+    def stage_times(self) -> dict[str, StageStats]:
+        """Bounded statistics of each stage's seconds per call since construction or the last
+        reset (encoder, dgc, position_step, content_step, prefill, decoder); measured with device
+        events where the device has them. A copy: later calls do not change it."""
+
+    def reset_stage_times(self) -> None:
+        """Start the statistics afresh (a benchmark does this after its warmup calls)."""

@@ -4,7 +4,7 @@ Per step t (the token at index t is known for every sample):
   position_step(token t)  -> logits for position[t+1]  -> masks + sampling (or forced)
   content_step(position[t+1]) -> logits for content[t+1] -> sampling (or forced)
 Coarse to fine: the coarse stream ends with its EOS, then the fine start token is forced, then
-the fine stream runs until its EOS (DESIGN.md §1-2, masks in dq_edge.runtime.masks). Samples
+the fine stream runs until its EOS (docs/design.md §1-2, masks in dq_edge.runtime.masks). Samples
 stop independently; finished rows are fed PAD tokens whose outputs are ignored.
 
 Classifier-free guidance runs 2B rows through the backend: rows 0..B-1 with the sample's

@@ -30,6 +30,7 @@ import onnxruntime as ort
 from dq_edge.artifact.graph_check import check_graph_outputs
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, InputError
 from dq_edge.graph_io import GraphDims, GraphSpec, TensorSpec, graph_specs
+from dq_edge.runtime.timing import StageStats, StageTimes
 from dq_edge.tokens import TokenLayout
 
 PROVIDERS = {
@@ -127,9 +128,7 @@ class OrtBackend:
         # GPU providers: `hidden` is an ORT-allocated device OrtValue the host never reads
         self.hidden_on_device = provider != "cpu"
         self._sessions: dict[str, ort.InferenceSession] = {}
-        self._times: dict[str, list[float]] = {
-            s: [] for s in ("encoder", "dgc", "position_step", "content_step", "prefill", "decoder")
-        }
+        self._times = StageTimes(("encoder", "dgc", "position_step", "content_step", "prefill", "decoder"))
         # host buffers of the two step graphs, name -> array sized for max_batch
         self._buffers: dict[str, dict[str, np.ndarray]] = {}
         for graph in STEP_GRAPHS:
@@ -231,7 +230,7 @@ class OrtBackend:
         self._sessions[graph].run_with_iobinding(self._bindings[graph])
         for cache, row in self._row_copies[graph]:
             cache[:, :, step, :] = row  # new K/V row into the preallocated cache, in place
-        self._times[stage].append(time.perf_counter() - start)
+        self._times.add(stage, time.perf_counter() - start)
 
     # ------------------------------------------------------------------ Backend protocol
     def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step: int) -> np.ndarray:
@@ -279,7 +278,7 @@ class OrtBackend:
             self._buffers["transformer_position_step"]["hidden"][:b] = hidden
         else:
             self._hidden_value(b).update_inplace(np.ascontiguousarray(hidden))
-        self._times["prefill"].append(time.perf_counter() - start)
+        self._times.add("prefill", time.perf_counter() - start)
         return np.asarray(outputs["position_logits"], dtype=np.float32)
 
     def _run_batched(self, graph: str, stage: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -290,7 +289,7 @@ class OrtBackend:
         start = time.perf_counter()
         for lo in range(0, count, self.max_batch):
             chunks.append(session.run(None, {k: v[lo : lo + self.max_batch] for k, v in feeds.items()}))
-        self._times[stage].append(time.perf_counter() - start)
+        self._times.add(stage, time.perf_counter() - start)
         return [np.concatenate(parts) for parts in zip(*chunks)]
 
     def encode(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,8 +305,11 @@ class OrtBackend:
         (image,) = self._run_batched("decoder", "decoder", {"codes": np.ascontiguousarray(codes, dtype=np.int64)})
         return image.astype(np.float32)
 
-    def stage_times(self) -> dict[str, list[float]]:
-        return {stage: list(times) for stage, times in self._times.items()}
+    def stage_times(self) -> dict[str, StageStats]:
+        return self._times.snapshot()
+
+    def reset_stage_times(self) -> None:
+        self._times.reset()
 
     # ------------------------------------------------------------------ introspection (tests)
     def buffer_addresses(self) -> dict[str, int]:

@@ -6,11 +6,12 @@ import platform
 import resource
 import sys
 from importlib import metadata
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from dq_edge import __version__
+from dq_edge.runtime.timing import StageStats
 
 
 def cpu_model() -> str:
@@ -50,21 +51,22 @@ def versions() -> dict[str, str | None]:
     }
 
 
-def stage_stats(stage_times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+def stage_stats(stage_times: Mapping[str, StageStats]) -> dict[str, dict[str, float]]:
     """Per stage: number of calls, total seconds, mean / p50 / p90 milliseconds per call, and the
-    first call apart (ONNX Runtime and TensorRT do one-time work there)."""
+    first call apart (ONNX Runtime and TensorRT do one-time work there). Percentiles are exact up
+    to the backend's reservoir size, a uniform sample of the calls beyond it."""
     stats = {}
-    for stage, times in stage_times.items():
-        if not times:
+    for stage, s in stage_times.items():
+        if not s.count:
             continue
-        arr = np.asarray(times, dtype=np.float64)
         stats[stage] = {
-            "calls": int(arr.size),
-            "total_s": round(float(arr.sum()), 6),
-            "mean_ms": round(float(arr.mean()) * 1e3, 4),
-            "p50_ms": round(float(np.median(arr)) * 1e3, 4),
-            "p90_ms": round(float(np.percentile(arr, 90)) * 1e3, 4),
-            "first_ms": round(float(arr[0]) * 1e3, 4),
+            "calls": s.count,
+            "total_s": round(s.total, 6),
+            "mean_ms": round(s.mean * 1e3, 4),
+            "p50_ms": round(s.percentile(50) * 1e3, 4),
+            "p90_ms": round(s.percentile(90) * 1e3, 4),
+            "first_ms": round(float(s.first) * 1e3, 4),
+            "percentiles_exact": s.exact,
         }
     return stats
 
@@ -78,7 +80,7 @@ def build_summary(
     grains: np.ndarray,
     lengths: np.ndarray,
     n_codes: np.ndarray,
-    stage_times: dict[str, list[float]],
+    stage_times: Mapping[str, StageStats],
     wall_seconds: float,
     batch: int,
     sampling: dict[str, Any],

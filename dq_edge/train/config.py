@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass per run, from a YAML/JSON file plus command-line overrides.
+"""Training configuration: one typed pydantic model per run, from a YAML/JSON file plus command-line overrides.
 
 Precedence: defaults < config file < flags. Unknown keys are errors (a typo must not silently
 train with a default). `vae` / `transformer` hold overrides of the model preset's fields.
@@ -7,81 +7,74 @@ train with a default). `vae` / `transformer` hold overrides of the model preset'
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dq_edge.errors import ConfigError
 
-STAGES = ("vae", "transformer")
-ROUTER_MODES = ("dynamic", "fixed-fine", "fixed-coarse")
 # keys that may differ between a checkpoint and the run resuming it (they do not change the math
 # of the steps already taken); everything else must match exactly
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "keep_checkpoints", "out", "progress", "threads"}
 
 
-@dataclass
-class TrainConfig:
-    stage: str = "vae"
+_UNIT = dict(ge=0.0, lt=1.0)  # shares and decays in [0, 1)
+
+
+class TrainConfig(BaseModel):
+    """Every value typed and range-checked: YAML's `lr: 2e-4` (a string to PyYAML) becomes a float,
+    `steps: ten` or `batch: -1` is a ConfigError naming the key."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    stage: Literal["vae", "transformer"] = "vae"
     preset: str = "tiny"
     data: str = "emoji64"
     split: str = "train"
     out: str = "runs/out"
-    steps: int = 1000
-    batch: int = 16
-    seed: int = 0
+    steps: int = Field(1000, ge=1, le=10**9)
+    batch: int = Field(16, ge=1, le=65536)
+    seed: int = Field(0, ge=0, lt=2**63)
     # optimisation
-    lr: float = 2e-4
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
-    weight_decay: float = 0.0  # stage 2 uses it (matrices only)
-    beta1: float = 0.5
-    beta2: float = 0.9
-    grad_clip: float = 1.0  # max global grad norm; 0 = off
-    ema_decay: float = 0.0  # weight EMA; 0 = off; the final model uses the EMA weights when on
+    lr: float = Field(2e-4, gt=0.0, le=10.0)
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)  # stage 2 uses it (matrices only)
+    beta1: float = Field(0.5, **_UNIT)
+    beta2: float = Field(0.9, **_UNIT)
+    grad_clip: float = Field(1.0, ge=0.0)  # max global grad norm; 0 = off
+    ema_decay: float = Field(0.0, **_UNIT)  # weight EMA; 0 = off; the final model uses the EMA weights when on
     # bookkeeping
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    log_every: int = 10
+    checkpoint_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
     progress: bool = True
-    threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is far faster for tiny models on a busy machine
+    threads: int = Field(0, ge=0, le=4096)  # torch CPU threads; 0 = torch's default. 1 is far faster for tiny models on a busy machine
     # stage 1 (DQ-VAE)
-    router_mode: str = "dynamic"
-    l1_weight: float = 1.0
-    codebook_weight: float = 1.0
-    gan_weight: float = 0.1  # discriminator factor (times the adaptive weight)
-    gan_start: int = 1000  # step at which generator and discriminator GAN terms switch on
-    disc_layers: int = 2
-    disc_width: int = 64
+    router_mode: Literal["dynamic", "fixed-fine", "fixed-coarse"] = "dynamic"
+    l1_weight: float = Field(1.0, ge=0.0)
+    codebook_weight: float = Field(1.0, ge=0.0)
+    gan_weight: float = Field(0.1, ge=0.0)  # discriminator factor (times the adaptive weight)
+    gan_start: int = Field(1000, ge=0)  # step at which generator and discriminator GAN terms switch on
+    disc_layers: int = Field(2, ge=1, le=8)
+    disc_width: int = Field(64, ge=1, le=4096)
     perceptual_weights: str | None = None  # TorchScript file f(x, y) -> distance; None = no perceptual loss
-    perceptual_weight: float = 1.0
+    perceptual_weight: float = Field(1.0, ge=0.0)
     # stage 2 (DQ-Transformer)
     vae_model: str | None = None
     conditional: bool = True  # class-conditional when the dataset has labels
-    class_dropout: float = 0.1  # share of samples trained with the null class (classifier-free guidance)
+    class_dropout: float = Field(0.1, **_UNIT)  # share of samples trained with the null class (classifier-free guidance)
     # model preset overrides
-    vae: dict[str, Any] = field(default_factory=dict)
-    transformer: dict[str, Any] = field(default_factory=dict)
+    vae: dict[str, Any] = Field(default_factory=dict)
+    transformer: dict[str, Any] = Field(default_factory=dict)
 
-    def validate(self) -> "TrainConfig":
+    def validate_combination(self) -> "TrainConfig":
+        """Rules between keys (each key's own type and range are checked on construction)."""
+
         def bad(msg: str, hint: str = "fix the config file or the flag") -> ConfigError:
             return ConfigError(f"invalid training config: {msg}", hint)
 
-        if self.stage not in STAGES:
-            raise bad(f"stage {self.stage!r} is not one of {STAGES}")
-        if self.router_mode not in ROUTER_MODES:
-            raise bad(f"router_mode {self.router_mode!r} is not one of {ROUTER_MODES}")
-        for name in ("steps", "batch", "checkpoint_every", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
-            raise bad("need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0")
-        if not 0 <= self.ema_decay < 1:
-            raise bad(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0 <= self.class_dropout < 1:
-            raise bad(f"class_dropout must be in [0, 1), got {self.class_dropout}")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise bad("grad_clip and weight_decay must be >= 0")
         if self.stage == "transformer" and not self.vae_model:
             raise bad("stage 2 needs the trained VAE", "pass --vae-model DIR (a folder written by `dq-edge train vae`)")
         if self.stage == "vae" and self.router_mode != "dynamic" and any(k in self.vae for k in ("router", "target_fine_ratio")):
@@ -94,7 +87,18 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    """pydantic's report -> one line naming the key path (`vae.n_codes`, `lr`) and the value."""
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(
+        f"invalid training config{source}: {key}: {first['msg']} (value: {first.get('input')!r}){more}",
+        f"fix `{key}` in the config file or its flag",
+    )
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -127,7 +131,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults < stage defaults < file < overrides (None values in overrides mean "not given")."""
-    known = {f.name for f in fields(TrainConfig)}
+    known = set(TrainConfig.model_fields)
     given: dict[str, Any] = read_config_file(file) if file is not None else {}
     given.update({k: v for k, v in overrides.items() if v is not None})
     values = dict(STAGE_DEFAULTS.get(given.get("stage", "vae"), {}))
@@ -140,9 +144,9 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
             raise ConfigError(f"`{key}` must be a mapping of preset overrides", f"write e.g. `{key}: {{n_codes: 256}}`")
     try:
         cfg = TrainConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(f"bad training config: {exc}", "check the value types") from exc
-    return cfg.validate()
+    except ValidationError as exc:
+        raise _config_error(exc, f" ({file})" if file is not None else "") from exc
+    return cfg.validate_combination()
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
