@@ -39,7 +39,7 @@ def _export(tmp: Path) -> str:
 
 
 def _image_size() -> int:
-    from dq_edge.models.reconstruct import model_image_size
+    from dq_edge.reconstruct import model_image_size
     from export_helpers import tiny_model_folder
 
     return model_image_size(str(tiny_model_folder()))

@@ -1,8 +1,9 @@
 """Bad-input catalogue: output paths (overlap with inputs, replacing, locks, single-file outputs)
 and the argument checks that must come before slow work.
 
-Every case fails before any work, so the setups only build plain folders and files: the checks
-look at paths, not at the artifacts' contents.
+Every case fails before any work, so the setups build light folders: a real export manifest and
+model config (the run reads them, validated, before it claims its output) beside placeholder
+graph and weight files; the checks under test look at paths, not at the graphs.
 """
 
 from __future__ import annotations
@@ -29,16 +30,25 @@ def _folder(path: Path, *files: str) -> Path:
 
 def _inputs(tmp: Path) -> dict[str, str]:
     """An engine-like folder, a model-like folder, an image folder, a file and a user folder."""
-    engine = _folder(tmp / "export", "manifest.json", "decoder.fp32.onnx")
-    model = _folder(tmp / "model", "config.json", "model.safetensors")
+    engine = _folder(tmp / "export", "decoder.fp32.onnx")
+    shutil.copy(_real_manifest(), engine / "manifest.json")
+    model = _folder(tmp / "model", "model.safetensors")
+    shutil.copy(SHIPPED_CONFIG, model / "config.json")
     images = _folder(tmp / "images", "a.png", "b.png")
     user = _folder(tmp / "user", "holiday.txt")
     (tmp / "notes.txt").write_text("a file\n")
     return {"engine": str(engine), "model": str(model), "images": str(images), "user": str(user), "file": str(tmp / "notes.txt")}
 
 
+def _real_manifest() -> Path:
+    import export_helpers
+
+    return export_helpers.tiny_export() / "manifest.json"
+
+
 def _nested_engine(tmp: Path) -> dict[str, str]:
-    _folder(tmp / "work" / "export", "manifest.json")
+    _folder(tmp / "work" / "export")
+    shutil.copy(_real_manifest(), tmp / "work" / "export" / "manifest.json")
     return {"engine": str(tmp / "work" / "export"), "parent": str(tmp / "work")}
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dq_edge.data.image_folder import load_image_folder
 from dq_edge.errors import InputError
-from dq_edge.models.reconstruct import load_images
+from dq_edge.reconstruct import load_images
 from dq_edge.runtime.images import MAX_PIXELS, load_image, read_rgb
 from image_files import bomb_png, bomb_png_64mp, float_tiff, gray16_png, not_an_image, rgb_png, truncated_png
 

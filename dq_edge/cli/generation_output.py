@@ -4,29 +4,30 @@ folder (through dq_edge.result_folder, the writer `reconstruct` uses too)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from dq_edge.errors import DQEdgeError
 
 
-def peek_layout(folder: Path):
-    """The token layout a model, export or engine folder declares in its JSON (a cheap read), so
-    classes can be checked before a backend starts or a model is exported; None when it cannot
-    be read here (the full load reports why)."""
-    from dq_edge.tokens import TokenLayout
+def read_declared_layout(folder: Path):
+    """(layout, doc): the token layout a model, export or engine folder declares, read through the
+    validated artifact reader (bounded size and depth, schema), so classes can be checked before a
+    backend starts or a model is exported. `doc` is the export/engine manifest, handed on to
+    `open_runtime` so that a run reads it once; None for a model folder. layout is None when the
+    folder declares none (the full load reports why)."""
+    from dq_edge.artifact import ENGINE_KIND, EXPORT_KIND, MODEL_KIND, read_artifact
 
     folder = Path(folder)
-    try:
-        for name, key in (("config.json", "tokens"), ("manifest.json", "tokens"), ("manifest.json", "layout")):
-            path = folder / name
-            data = json.loads(path.read_text()).get(key) if path.is_file() else None
-            if isinstance(data, dict):
-                return TokenLayout.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, DQEdgeError):
-        return None
-    return None
+    hint = "pass a model folder, or a folder written by `dq-edge export` or `dq-edge build-engine`"
+    if (folder / MODEL_KIND.file_name).is_file():
+        doc = read_artifact(folder, (MODEL_KIND,), hint)
+        layout = doc.parsed.tokens
+        return (layout.to_layout() if layout is not None else None), None
+    if not (folder / EXPORT_KIND.file_name).is_file():
+        return None, None  # not an artifact folder: the full load says what it is not
+    doc = read_artifact(folder, (EXPORT_KIND, ENGINE_KIND), hint)
+    layout = doc.parsed.tokens if doc.kind is EXPORT_KIND else doc.parsed.layout
+    return (layout.to_layout() if layout is not None else None), doc
 
 
 def generate_with_progress(console, backend, layout, request):

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from dq_edge.cli.generation_output import generate_with_progress, peek_layout, write_generation
+from dq_edge.cli.generation_output import generate_with_progress, read_declared_layout, write_generation
 from dq_edge.cli.output_claim import Overwrite, claim_cli_output
 from dq_edge.errors import UsageError
 
@@ -78,7 +78,7 @@ def run_command(
     )
     params.validate()
     source = shipped_model_folder() if engine is None else engine
-    declared = peek_layout(source)
+    declared, manifest_doc = read_declared_layout(source)
     if declared is not None:  # a bad class fails before an export or a backend starts
         resolve_classes(declared, num, cls, class_list)
     exports_model = engine is None or is_model_folder(engine)
@@ -93,7 +93,8 @@ def run_command(
                 )
             if exported_now:
                 console.print(f"exported {what} to {engine}")
-        opened = open_runtime(engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
+        # an export/engine folder's manifest was read above: the run reads it once
+        opened = open_runtime(manifest_doc if manifest_doc is not None else engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
         layout = opened.layout
         per_image_classes = resolve_classes(layout, num, cls, class_list)
         complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None

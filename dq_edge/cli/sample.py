@@ -41,7 +41,7 @@ def sample_command(
 
     from rich.console import Console
 
-    from dq_edge.cli.generation_output import generate_with_progress, peek_layout, write_generation
+    from dq_edge.cli.generation_output import generate_with_progress, read_declared_layout, write_generation
     from dq_edge.runtime.loop import SamplingParams
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
 
@@ -50,7 +50,7 @@ def sample_command(
         cfg_scale=cfg_scale, greedy=greedy, fixed_fine_positions=fixed_fine_positions,
     )
     params.validate()  # bad flags fail before the model is loaded
-    declared = peek_layout(model)
+    declared, _ = read_declared_layout(model)
     if declared is not None:  # a bad class fails before the weights are read
         resolve_classes(declared, num, None, list(cls) if cls else None)
     console = Console(stderr=True, quiet=quiet)

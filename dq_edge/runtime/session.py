@@ -102,20 +102,22 @@ def _open_trt(folder: Path, precision: str | None, cuda_graph: bool = False, man
 
 
 def open_runtime(
-    folder: str | Path,
+    folder: str | Path | ArtifactDoc,
     backend: str = "auto",
     precision: str | None = None,
     threads: int | None = None,
     max_batch: int | None = None,
     cuda_graph: bool = False,
 ) -> Runtime:
-    """`cuda_graph` captures each step graph in a CUDA graph (native TensorRT backend only)."""
-    folder = Path(folder)
+    """`folder` is an export or engine folder, or its manifest already read (then it is not read
+    again). `cuda_graph` captures each step graph in a CUDA graph (native TensorRT backend only)."""
+    given_doc = folder if isinstance(folder, ArtifactDoc) else None
+    folder = given_doc.folder if given_doc is not None else Path(folder)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}", f"choose from {', '.join(BACKENDS)}")
     if cuda_graph and backend.startswith("ort-"):
         raise UsageError("--cuda-graph applies to the native TensorRT backend only", "omit it, or use --backend trt with an engine folder")
-    doc = read_runtime_artifact(folder)  # the only read of manifest.json in this run
+    doc = given_doc or read_runtime_artifact(folder)  # the only read of manifest.json in this run
     kind = doc.kind.label
     skipped: list[str] = []
 
