@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dq_edge.atomic import sha256_file
-from dq_edge.engines.device import HostBuffer
+from dq_edge.device import HostBuffer
 from dq_edge.engines.manifest import engine_entry, make_manifest, write_manifest
 from dq_edge.engines.plan import BuildOptions, ExportSource, GpuTarget, make_plan, network_typing
 from dq_edge.graph_io import GraphDims, GraphSpec
@@ -63,15 +63,34 @@ class Region:
 
 
 class FakeDevice:
-    """Simulated device memory with pointer arithmetic; records every call as (name, args)."""
+    """Simulated device memory with pointer arithmetic; records every call as (name, args).
+
+    CUDA-graph capture follows the CUDA runtime (cuda_runtime_api.h, cudaStreamBeginCapture /
+    cudaStreamEndCapture / cudaStreamIsCapturing): the capture state of the stream persists until
+    `cudaStreamEndCapture`; a failed capture invalidates it, and every later capture-unsafe call
+    on the stream (pageable copies, event sync) fails until the capture is ended and the error
+    cleared (what trtexec's `endCaptureOnError` does, TensorRT samples/common/sampleInference.cpp).
+    """
+
+    can_capture = True
 
     def __init__(self, name: str = "Orin", cc: tuple[int, int] = (8, 7), integrated: bool = False):
         self.name, self.compute_capability, self.integrated = name, cc, integrated
         self.calls: list[tuple[str, tuple]] = []
         self.regions: dict[int, Region] = {}
+        self.host_buffers: set[int] = set()
+        self.streams: set[str] = set()
+        self.events: set[int] = set()
+        self.graphs: set[int] = set()
         self._next = 1 << 20
         self.capturing = False
+        self.capture_mode: str | None = None
         self.captured: list[Callable[[], None]] = []
+
+    def live(self) -> dict[str, int]:
+        """What is still allocated / created: all zero after a correct close()."""
+        return {"device": len(self.regions), "host": len(self.host_buffers), "streams": len(self.streams),
+                "events": len(self.events), "graphs": len(self.graphs)}
 
     # memory model
     def _new_region(self, data: np.ndarray) -> int:
@@ -109,13 +128,22 @@ class FakeDevice:
         self.calls.append(("alloc_host", (shape, np.dtype(dtype).name, mapped)))
         arr = np.zeros(shape, dtype)
         dptr = self._new_region(arr.reshape(-1).view(np.uint8)) if mapped else None  # shares the bytes
+        self.host_buffers.add(arr.ctypes.data)
         return HostBuffer(arr, arr.ctypes.data, dptr)
 
     def free_host(self, buf: HostBuffer) -> None:
         self.calls.append(("free_host", (buf.host_ptr,)))
+        self.host_buffers.remove(buf.host_ptr)
+        if buf.device_ptr is not None:
+            del self.regions[buf.device_ptr]
 
     def create_stream(self) -> str:
+        self.streams.add("stream0")
         return "stream0"
+
+    def destroy_stream(self, stream: Any) -> None:
+        self.calls.append(("destroy_stream", ()))
+        self.streams.remove(stream)
 
     def stream_handle(self, stream: Any) -> int:
         return 1234
@@ -147,33 +175,49 @@ class FakeDevice:
         self.view(ptr, nbytes)[:] = value
 
     def create_event(self) -> object:
-        return object()
+        event = object()
+        self.events.add(id(event))
+        return event
+
+    def destroy_event(self, event: Any) -> None:
+        self.events.remove(id(event))
 
     def record(self, event: Any, stream: Any) -> None:
+        self._copy_allowed("record")
         self.calls.append(("record", ()))
 
     def elapsed_s(self, start: Any, end: Any) -> float:
         return 0.001
 
     def synchronize(self, stream: Any) -> None:
+        self._copy_allowed("synchronize")
         self.calls.append(("synchronize", ()))
 
     def begin_capture(self, stream: Any) -> None:
+        assert not self.capturing, "cudaStreamBeginCapture on a stream that is already capturing"
         self.calls.append(("begin_capture", ()))
-        self.capturing, self.captured = True, []
+        self.capturing, self.captured, self.capture_mode = True, [], "thread_local"
 
     def end_capture(self, stream: Any) -> list:
         self.calls.append(("end_capture", ()))
         self.capturing = False
-        return list(self.captured)
+        graph = list(self.captured)
+        self.graphs.add(id(graph))
+        return graph
+
+    def abort_capture(self, stream: Any) -> None:
+        self.calls.append(("abort_capture", ()))
+        self.capturing, self.captured = False, []
 
     def launch(self, graph_exec: list, stream: Any) -> None:
+        self._copy_allowed("launch")
         self.calls.append(("launch", ()))
         for work in graph_exec:
             work()
 
     def destroy_graph(self, graph_exec: Any) -> None:
         self.calls.append(("destroy_graph", ()))
+        self.graphs.remove(id(graph_exec))
 
     def count(self, name: str) -> int:
         return sum(1 for n, _ in self.calls if n == name)
