@@ -321,3 +321,13 @@ def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: i
         "width": width,
         "height": batch * d.heads,
     }
+
+
+def kv_pair_named(stack: str, name: str) -> KvPair | None:
+    """The pair of `stack` whose step-graph tensor is `name` (`past_key.3` / `present_value.0`)."""
+    for kind_of_io in ("past", "present"):
+        for kind in ("key", "value"):
+            prefix = f"{kind_of_io}_{kind}."
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                return KvPair(stack, int(name[len(prefix):]), kind)
+    return None

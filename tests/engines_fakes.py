@@ -85,6 +85,7 @@ class FakeDevice:
         self._next = 1 << 20
         self.capturing = False
         self.capture_mode: str | None = None
+        self.capture_invalidated = False
         self.captured: list[Callable[[], None]] = []
 
     def live(self) -> dict[str, int]:
@@ -201,13 +202,17 @@ class FakeDevice:
     def end_capture(self, stream: Any) -> list:
         self.calls.append(("end_capture", ()))
         self.capturing = False
+        if self.capture_invalidated:  # cudaErrorStreamCaptureInvalidated: no graph comes out
+            from dq_edge.errors import DQEdgeError
+
+            raise DQEdgeError("CUDA error 901 cudaErrorStreamCaptureInvalidated", "")
         graph = list(self.captured)
         self.graphs.add(id(graph))
         return graph
 
     def abort_capture(self, stream: Any) -> None:
         self.calls.append(("abort_capture", ()))
-        self.capturing, self.captured = False, []
+        self.capturing, self.captured, self.capture_invalidated = False, [], False
 
     def launch(self, graph_exec: list, stream: Any) -> None:
         self._copy_allowed("launch")
@@ -278,8 +283,13 @@ def toy_compute(graph: str, x: dict[str, np.ndarray], dims: GraphDims, act: Any)
 
 @dataclass
 class FakeEngine:
+    """`ICudaEngine` of a strongly typed build: IO modes, dtypes and shapes (-1 = dynamic) as the
+    ONNX declares them (TensorRT NvInferRuntime.h getTensorIOMode / getTensorDataType /
+    getTensorShape); `io_override` makes it declare something else."""
+
     spec: GraphSpec
     device_memory_size_v2: int = 4096
+    io_override: dict = field(default_factory=dict)
 
     @property
     def num_io_tensors(self) -> int:
@@ -291,12 +301,18 @@ class FakeEngine:
 
 @dataclass
 class FakeContext:
+    """`IExecutionContext`. With `fail_capture`, `execute_async_v3` returns False while the
+    stream is capturing and invalidates the capture, as TensorRT may for an engine with
+    capture-unsafe work (samples/common/sampleInference.cpp, v10.3: "the enqueue call may return
+    false if the current CUDA graph capture fails")."""
+
     engine: FakeEngine
     device: FakeDevice
     compute: Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     addresses: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    fail_capture: bool = False
 
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
         self.calls.append("set_input_shape")
@@ -321,6 +337,9 @@ class FakeContext:
     def execute_async_v3(self, stream_handle: int) -> bool:
         self.calls.append("execute_async_v3")
         assert stream_handle == 1234
+        if self.device.capturing and self.fail_capture:
+            self.device.capture_invalidated = True
+            return False
         if self.device.capturing:
             self.device.captured.append(self._run)  # runs at launch, reading buffers then
         else:
@@ -329,19 +348,26 @@ class FakeContext:
 
 
 class FakeLoader:
-    def __init__(self, device: FakeDevice, specs: dict[str, GraphSpec], tensorrt_version: str = "10.3.0.30", compute=None):
+    def __init__(self, device: FakeDevice, specs: dict[str, GraphSpec], tensorrt_version: str = "10.3.0.30", compute=None,
+                 fail_capture: tuple[str, ...] = (), io_override: dict[str, dict] | None = None):
         self.device, self.specs, self.tensorrt_version = device, specs, tensorrt_version
         self.compute = compute
         self.contexts: dict[str, FakeContext] = {}
         self.scratch: list[tuple[int, int]] = []
+        self.fail_capture, self.io_override = fail_capture, io_override or {}
 
     def load(self, path: Path) -> FakeEngine:
         graph = path.name.split(".")[0]
-        return FakeEngine(self.specs[graph])
+        return FakeEngine(self.specs[graph], io_override=self.io_override.get(graph, {}))
+
+    def io_signature(self, engine: FakeEngine) -> dict:
+        from dq_edge.engines.trt_loader import expected_signature
+
+        return {**expected_signature(engine.spec), **engine.io_override}
 
     def context(self, engine: FakeEngine, scratch_ptr: int, scratch_size: int) -> FakeContext:
         self.scratch.append((scratch_ptr, scratch_size))
-        ctx = FakeContext(engine, self.device, self.compute)
+        ctx = FakeContext(engine, self.device, self.compute, fail_capture=engine.spec.name in self.fail_capture)
         self.contexts[engine.spec.name] = ctx
         return ctx
 

@@ -70,7 +70,7 @@ def test_compare_cli_passes(engines, capsys):
 
 
 def test_cuda_device_pitched_row_copy():
-    from dq_edge.engines.device import CudaDevice
+    from dq_edge.device import CudaDevice
 
     dev = CudaDevice()
     stream = dev.create_stream()

@@ -44,7 +44,7 @@ def import_tensorrt(export_folder: Path | str = "EXPORT_DIR") -> Any:
 
 
 def current_target(trt: Any) -> GpuTarget:
-    from dq_edge.engines.device import open_device  # noqa: PLC0415 - needs cuda-python or pycuda
+    from dq_edge.device import open_device  # noqa: PLC0415 - needs cuda-python or pycuda
 
     dev = open_device()
     return GpuTarget(str(trt.__version__), dev.name, dev.compute_capability)
