@@ -424,6 +424,9 @@ class Recorder:
         return wrapped
 
 
+FOREIGN_CACHE = b"foreign"  # a timing cache written on another GPU / TensorRT version
+
+
 def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None):
     """A stand-in `tensorrt` module for the builder: records the calls in `log` (see test_engines_build)."""
     import onnx
@@ -493,10 +496,17 @@ def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = F
             return Cache(bytes(blob))
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            # NvInfer.h (10.3) setTimingCache: "A failure will be reported if the CUDA device
+            # property in the provided cache is different from current environment ... return
+            # true if set successfully, false otherwise"; nothing is set then.
+            if cache.blob.startswith(FOREIGN_CACHE) and not ignore_mismatch:
+                log.append(("timing_cache_refused",))
+                return False
             self.cache = cache
+            return True
 
         def get_timing_cache(self):
-            return self.cache
+            return self.cache  # None when no cache is set (pyCoreDoc.h, get_timing_cache)
 
     class Profile(dict):
         def set_shape(self, name, lo, opt, hi):

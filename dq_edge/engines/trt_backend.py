@@ -58,8 +58,8 @@ __all__ = ["EngineLoader", "TensorRTLoader", "TrtBackend", "slot_name"]
 
 def slot_name(graph: str, tensor: str) -> str:
     """Buffers shared between graphs get one name; every other tensor gets its own slot."""
-    pair = kv_pair_named(STACK_OF[graph], tensor) if graph in STACK_OF and tensor.startswith("past_") else None
-    if pair is not None:  # past_key.3 of the position step -> cache.position.key.3
+    pair = kv_pair_named(STACK_OF[graph], tensor) if graph in STACK_OF else None
+    if pair is not None and tensor == pair.past:  # past_key.3 of the position step -> cache.position.key.3
         return pair.cache
     if tensor == HIDDEN and graph in (POS, CON, PRE):
         return HIDDEN
