@@ -427,7 +427,8 @@ class Recorder:
 FOREIGN_CACHE = b"foreign"  # a timing cache written on another GPU / TensorRT version
 
 
-def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None):
+def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None,
+                  unsupported_ops: frozenset[str] = frozenset()):
     """A stand-in `tensorrt` module for the builder: records the calls in `log` (see test_engines_build)."""
     import onnx
 
@@ -444,6 +445,17 @@ def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = F
 
     ILogger.Severity = Severity
     trt.ILogger = ILogger
+
+    class Logger(ILogger):
+        ERROR, WARNING = Severity.ERROR, Severity.WARNING
+
+        def __init__(self, severity=None):
+            super().__init__()
+
+        def log(self, severity, msg):
+            pass
+
+    trt.Logger = Logger
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(**({"STRONGLY_TYPED": 1} if strongly_typed_flag else {}))
     trt.BuilderFlag = types.SimpleNamespace(**({} if version.startswith("11") else {"FP16": 0, "INT8": 1}))
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
@@ -461,8 +473,35 @@ def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = F
             return types.SimpleNamespace(name=self.inputs[i])
 
     class OnnxParser:
+        """parse_from_file as before; supports_model_v2 / num_subgraphs / is_subgraph_supported /
+        get_subgraph_nodes as bound in TensorRT python/src/parsers/pyOnnx.cpp (10.1+): nodes whose
+        op type is in `unsupported_ops` form one unsupported subgraph."""
+
         def __init__(self, network, logger):
             self.network, self.num_errors = network, 0
+            self._subgraphs: list[tuple[bool, list[int]]] = []
+
+        def supports_model_v2(self, model: bytes, path: str | None = None) -> bool:
+            graph = onnx.load_from_string(model).graph
+            bad = [i for i, n in enumerate(graph.node) if n.op_type in unsupported_ops]
+            good = [i for i, n in enumerate(graph.node) if n.op_type not in unsupported_ops]
+            self._subgraphs = [(True, good)] + ([(False, bad)] if bad else [])
+            self.num_errors = 1 if bad else 0
+            log.append(("supports_model_v2", path))
+            return not bad
+
+        @property
+        def num_subgraphs(self) -> int:
+            return len(self._subgraphs)
+
+        def is_subgraph_supported(self, index: int) -> bool:
+            return self._subgraphs[index][0]
+
+        def get_subgraph_nodes(self, index: int) -> list[int]:
+            return self._subgraphs[index][1]
+
+        def get_error(self, index: int):
+            return types.SimpleNamespace(desc=lambda: "No importer registered for op")
 
         def parse_from_file(self, path):
             model = onnx.load(path)

@@ -121,3 +121,20 @@ def test_gpu_provider_steps_read_what_the_host_wrote(monkeypatch, provider):
     assert [n for n, _ in gpu.logits] == [n for n, _ in cpu.logits]
     np.testing.assert_array_equal(got.content, ref.content)
     assert "run_with_iobinding" in fake.runs
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_ep_gets_the_typed_graph_without_weak_typing_flags(precision):
+    """Typed ONNX carries the precision: trt_fp16_enable / trt_int8_enable would let TensorRT 10
+    pick fp16 for the fp32 islands (norms, softmax) and are gone in TensorRT 11."""
+    from dq_edge.graph_io import graph_specs
+    from dq_edge.runtime.ort_backend import provider_chain
+
+    dims, _ = probe_dims()
+    spec = graph_specs(dims, precision, 4)["transformer_position_step"]
+    chain = provider_chain("trt", precision, "/tmp/cache", 0, spec)
+    name, options = chain[0]
+    assert name == "TensorrtExecutionProvider"
+    assert not {k for k in options if k in ("trt_fp16_enable", "trt_int8_enable", "trt_bf16_enable")}
+    assert options["trt_engine_cache_enable"] and "past_key.0:1x" in options["trt_profile_min_shapes"]
+    assert [p if isinstance(p, str) else p[0] for p in chain[1:]] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
