@@ -89,7 +89,7 @@ def import_cudart() -> Any:
     except ImportError as exc:
         raise BackendUnavailableError(
             "cuda-python is not installed",
-            "pip install 'cuda-python>=12' (Jetson JetPack 6: 'cuda-python==12.6.*')",
+            "pip install 'dq-edge[cuda12]' (or 'cuda-python>=12.6,<13'; Jetson JetPack 6: 'cuda-python==12.6.*')",
         ) from exc
 
 
@@ -309,7 +309,7 @@ class PycudaDevice:
         stream.synchronize()
 
     def _no_graphs(self, *_: Any) -> Any:
-        raise BackendUnavailableError("CUDA-graph capture needs cuda-python", "pip install cuda-python, or drop --cuda-graph")
+        raise BackendUnavailableError("CUDA-graph capture needs cuda-python", "pip install cuda-python, or run without CUDA graphs")
 
     begin_capture = end_capture = launch = destroy_graph = abort_capture = _no_graphs
 
@@ -335,5 +335,5 @@ def open_device(index: int = 0) -> Device:
         return PycudaDevice(index)
     raise BackendUnavailableError(
         "neither cuda-python nor pycuda is installed",
-        "pip install 'cuda-python>=12' (or run on CPU with `--backend ort-cpu`)",
+        "pip install 'dq-edge[cuda12]' (cuda-python 12; '[cuda13]' for R580+ drivers), or run on CPU with the ort-cpu backend",
     )

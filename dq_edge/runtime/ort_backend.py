@@ -92,7 +92,7 @@ class OrtBackend:
         if not provider_available(provider):
             raise BackendUnavailableError(
                 f"ONNX Runtime here has no {PROVIDERS[provider]} (available: {', '.join(ort.get_available_providers())})",
-                "pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA GPU with CUDA"
+                "pip uninstall -y onnxruntime && pip install 'dq-edge[cuda]' (onnxruntime-gpu; needs an NVIDIA GPU with CUDA"
                 + (" and TensorRT)" if provider == "trt" else ")"),
             )
         self.name = f"ort-{provider}"
