@@ -425,6 +425,7 @@ class Recorder:
 
 
 FOREIGN_CACHE = b"foreign"  # a timing cache written on another GPU / TensorRT version
+CORRUPT_CACHE = b"corrupt"  # bytes TensorRT cannot read as a timing cache at all
 
 
 def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None,
@@ -532,6 +533,8 @@ def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = F
 
         def create_timing_cache(self, blob):
             log.append(("create_timing_cache", bytes(blob)))
+            if bytes(blob).startswith(CORRUPT_CACHE):
+                return None  # pyCoreDoc.h: "the created timing cache, or None if it could not be created"
             return Cache(bytes(blob))
 
         def set_timing_cache(self, cache, ignore_mismatch):

@@ -134,14 +134,17 @@ def test_rebuild_for_another_tensorrt_drops_the_stale_plans(monkeypatch, export,
     assert (out / "notes.txt").read_text() == "mine" and report.kept == ()
 
 
-def test_foreign_timing_cache_falls_back_to_a_fresh_one(monkeypatch, export, tmp_path):
+@pytest.mark.parametrize("kind", ["foreign", "corrupt"])
+def test_foreign_timing_cache_falls_back_to_a_fresh_one(monkeypatch, export, tmp_path, kind):
     """Audit H2: TensorRT refuses a cache from another GPU / version (set_timing_cache returns
-    False and sets nothing, so get_timing_cache() is None). The build warns, continues with a
-    fresh cache and writes that one back instead of crashing after the first engine."""
-    from engines_fakes import FOREIGN_CACHE
+    False and sets nothing, so get_timing_cache() is None) or cannot read it at all
+    (create_timing_cache gives None). The build warns, continues with a fresh cache and writes
+    that one back instead of crashing after the first engine."""
+    from engines_fakes import CORRUPT_CACHE, FOREIGN_CACHE
 
+    blob = (FOREIGN_CACHE if kind == "foreign" else CORRUPT_CACHE) + b"-orin"
     cache = tmp_path / "timing.cache"
-    cache.write_bytes(FOREIGN_CACHE + b"-orin")
+    cache.write_bytes(blob)
     events: list[str] = []
     trt, log = fake_tensorrt("10.3.0.30")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -150,7 +153,7 @@ def test_foreign_timing_cache_falls_back_to_a_fresh_one(monkeypatch, export, tmp
     report = build_mod.build_engines(export, BuildOptions(precision="fp32", timing_cache=cache), tmp_path / "engines", events.append)
     assert report.built.keys() == {POS, CON}
     assert sum("refused the timing cache" in e for e in events) == 1  # the second engine reuses the fresh cache
-    assert [e[1] for e in log if e[0] == "create_timing_cache"] == [FOREIGN_CACHE + b"-orin", b"", b"+"]
+    assert [e[1] for e in log if e[0] == "create_timing_cache"] == [blob, b"", b"+"]
     assert cache.read_bytes() == b"++"
 
 

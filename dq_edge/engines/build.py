@@ -107,9 +107,12 @@ def _set_timing_cache(config: Any, blob: bytes, warn: Callable[[str], None]) -> 
     `setTimingCache` "return[s] true if set successfully, false otherwise" and reports a
     failure "if the CUDA device property in the provided cache is different from current
     environment" (NvInfer.h, v10.3). Then start from a fresh cache instead of failing."""
-    cache = config.create_timing_cache(blob) if blob else None
-    if cache is not None and config.set_timing_cache(cache, False) is not False:  # False: no mismatch ignored
-        return
+    try:  # a corrupt blob may also yield no cache object at all (then set_timing_cache(None) raises)
+        cache = config.create_timing_cache(blob) if blob else None
+        if cache is not None and config.set_timing_cache(cache, False) is not False:  # False: no mismatch ignored
+            return
+    except (TypeError, RuntimeError, ValueError):
+        pass
     if blob:
         warn("TensorRT refused the timing cache (another GPU, TensorRT version or a damaged file): starting a fresh one")
     fresh = config.create_timing_cache(b"")
