@@ -170,3 +170,14 @@ def test_trtexec_commands_replay_valid_inputs(monkeypatch, export, tmp_path):
     assert content.size == export.max_batch and 0 <= content.min() and content.max() < export.dims.content_vocab
     step = np.fromfile(tmp_path / "engines" / pairs["step"], dtype="<i8")
     assert step.shape == (1,) and 0 <= step[0] < export.dims.max_length
+
+
+@pytest.mark.parametrize("version", ["8.6.1.6", "10.0.1.6"])
+def test_tensorrt_older_than_10_1_is_refused(monkeypatch, export, tmp_path, version):
+    """Audit L2: the weakly typed fallback cannot work there (no set_device_memory(ptr, size),
+    int64 IO cast to int32): refuse before building."""
+    from dq_edge.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match=f"TensorRT {version} is too old"):
+        run_build(monkeypatch, export, tmp_path / "engines", version=version, strongly_typed_flag=False)
+    assert not (tmp_path / "engines").exists()

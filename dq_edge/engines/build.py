@@ -43,6 +43,21 @@ def import_tensorrt(export_folder: Path | str = "EXPORT_DIR") -> Any:
     return importlib.import_module("tensorrt")
 
 
+MIN_TENSORRT = (10, 1)  # strongly typed networks + device_memory_size_v2 / set_device_memory(ptr, size)
+
+
+def check_tensorrt_version(version: str) -> None:
+    """TensorRT < 10.1 lacks what the runtime needs (user-managed context memory of a given
+    size, 10.1; strongly typed networks, 9.x) and its parser casts int64 IO to int32: refuse it
+    instead of building engines the runtime would feed bytes of the wrong width."""
+    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if major_minor < MIN_TENSORRT:
+        raise BackendUnavailableError(
+            f"TensorRT {version} is too old for dq-edge (needs >= {'.'.join(map(str, MIN_TENSORRT))})",
+            "install TensorRT 10.x (pip install 'dq-edge[cuda12]') or use JetPack 6 (TensorRT 10.3)",
+        )
+
+
 def current_target(trt: Any) -> GpuTarget:
     from dq_edge.device import open_device  # noqa: PLC0415 - needs cuda-python or pycuda
 
@@ -192,6 +207,7 @@ def build_engines(
     max_batch, _ = check_request(source, options)  # bad flags fail before the TensorRT check
     check_out_folder(out)
     trt = import_tensorrt(source.folder)
+    check_tensorrt_version(str(trt.__version__))
     target = current_target(trt)
     typing = network_typing(target.tensorrt_version, hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"), options.precision)
     plans = make_plan(source, options, target)
