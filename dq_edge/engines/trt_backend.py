@@ -26,8 +26,8 @@ CUDA graphs (`cuda_graph=True`): each step graph is captured once per batch size
 call (the first call runs normally: TensorRT may do one-time work on the first enqueue after a
 shape change, which must not be captured). The captured graph holds only the engine's
 kernels. Everything that changes per step stays outside and reaches the graph through device
-memory at fixed addresses: token ids and `step` are copied into their input buffers with
-`cudaMemcpyAsync` before the launch (the kernels read them at replay), and the K/V row copies,
+memory at fixed addresses: token ids and `step` are staged in one page-locked buffer and sent
+with one `cudaMemcpyAsync` before the launch (the kernels read them at replay), and the K/V row copies,
 whose destination offset depends on `step`, are issued after the launch on the same stream.
 Prefill (variable T) and the image graphs are never captured. Changing the batch in `begin`
 destroys the captured graphs (their kernels have the old shapes baked in).
