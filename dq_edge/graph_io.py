@@ -221,3 +221,113 @@ GRAPH_NAMES = (
     "transformer_content_step",
     "transformer_prefill",
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# The KV protocol: the one statement of how the step graphs' caches are fed back. Every backend
+# (ONNX Runtime, TensorRT, torch) and the export harness read it; none spells tensor names.
+#
+# - Each stack ("position", "content") has 2 * layers caches [B, heads, L, head_dim]: the step
+#   graph's input `past_{key,value}.i` is cache i, its output `present_{key,value}.i`
+#   [B, heads, 1, head_dim] is the new row, stored at row `step` of that cache (rows < step are
+#   the prefix; rows >= step are masked by the graph and must hold finite values, hence zeros).
+# - Prefill of T known tokens fills rows 0..T-1 of the position caches and rows 0..T-2 of the
+#   content caches (content row t needs position[t+1], unknown for the last token); its outputs
+#   are `<stack>_present_{key,value}.i` [B, heads, rows, head_dim].
+# - `hidden` leaves the position step (and prefill) and enters the content step: it stays on
+#   the device. The host reads only the logits (and the image graphs' results).
+# ---------------------------------------------------------------------------------------------
+STACKS = ("position", "content")
+STEP_GRAPH_OF = {"position": "transformer_position_step", "content": "transformer_content_step"}
+STACK_OF = {graph: stack for stack, graph in STEP_GRAPH_OF.items()}
+PREFILL_GRAPH = "transformer_prefill"
+HIDDEN = "hidden"  # position step / prefill output -> content step input, device-resident
+
+# (graph, output) pairs the host reads; every other output stays where the device wrote it
+HOST_OUTPUTS = frozenset({
+    ("transformer_position_step", "position_logits"),
+    ("transformer_content_step", "content_logits"),
+    (PREFILL_GRAPH, "position_logits"),
+    ("dgc", "grain"),
+    ("dgc", "codes"),
+    ("decoder", "image"),
+})
+LOGITS_OF = {"position": "position_logits", "content": "content_logits"}
+
+
+@dataclass(frozen=True)
+class KvPair:
+    """One cache: the step graph's `past` input, the `present` row it returns, prefill's output."""
+
+    stack: str  # "position" | "content"
+    layer: int
+    kind: str  # "key" | "value"
+
+    @property
+    def past(self) -> str:
+        return f"past_{self.kind}.{self.layer}"
+
+    @property
+    def present(self) -> str:
+        return f"present_{self.kind}.{self.layer}"
+
+    @property
+    def prefill_present(self) -> str:
+        return f"{self.stack}_{self.present}"
+
+    @property
+    def cache(self) -> str:
+        """Stable name of the cache buffer (unique across both stacks)."""
+        return f"cache.{self.stack}.{self.kind}.{self.layer}"
+
+
+def stack_layers(d: GraphDims, stack: str) -> int:
+    return d.position_layers if stack == "position" else d.content_layers
+
+
+def kv_pairs(d: GraphDims, stack: str) -> tuple[KvPair, ...]:
+    """The caches of one stack in graph IO order (key.0, value.0, key.1, ...)."""
+    return tuple(KvPair(stack, i, kind) for i in range(stack_layers(d, stack)) for kind in ("key", "value"))
+
+
+def all_kv_pairs(d: GraphDims) -> tuple[KvPair, ...]:
+    return kv_pairs(d, "position") + kv_pairs(d, "content")
+
+
+def prefill_rows(stack: str, tokens: int) -> int:
+    """Cache rows prefill of `tokens` known tokens fills in `stack` (from row 0)."""
+    return tokens if stack == "position" else tokens - 1
+
+
+def cache_shape(d: GraphDims, batch: int) -> tuple[int, int, int, int]:
+    return (batch, d.heads, d.max_length, d.head_dim)  # [B, heads, L, head_dim]
+
+
+def store_rows(cache, rows, start: int) -> None:
+    """Write new K/V rows [B, heads, r, D] at cache rows start..start+r-1 of a [B, heads, L, D]
+    cache, in place. Works on anything with numpy slicing (numpy arrays, torch tensors)."""
+    cache[:, :, start : start + rows.shape[2]] = rows
+
+
+def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: int) -> dict[str, int]:
+    """One pitched 2-D copy (cudaMemcpy2DAsync) that stores `rows` new rows of a contiguous
+    [batch, heads, rows, D] present tensor at cache row `row`: one copy row per (sample, head);
+    the first `batch` samples of a batch-leading cache are a contiguous prefix."""
+    width = rows * d.head_dim * itemsize
+    return {
+        "dst_offset": row * d.head_dim * itemsize,
+        "dpitch": d.max_length * d.head_dim * itemsize,
+        "spitch": width,
+        "width": width,
+        "height": batch * d.heads,
+    }
+
+
+def kv_pair_named(stack: str, name: str) -> KvPair | None:
+    """The pair of `stack` whose step-graph tensor is `name` (`past_key.3` / `present_value.0`)."""
+    for kind_of_io in ("past", "present"):
+        for kind in ("key", "value"):
+            prefix = f"{kind_of_io}_{kind}."
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                return KvPair(stack, int(name[len(prefix):]), kind)
+    return None

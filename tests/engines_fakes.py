@@ -9,7 +9,6 @@ the numbers. They prove nothing about TensorRT or CUDA themselves: the GPU tests
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dq_edge.atomic import sha256_file
-from dq_edge.engines.device import HostBuffer
+from dq_edge.device import HostBuffer
 from dq_edge.engines.manifest import engine_entry, make_manifest, write_manifest
 from dq_edge.engines.plan import BuildOptions, ExportSource, GpuTarget, make_plan, network_typing
 from dq_edge.graph_io import GraphDims, GraphSpec
@@ -63,15 +62,35 @@ class Region:
 
 
 class FakeDevice:
-    """Simulated device memory with pointer arithmetic; records every call as (name, args)."""
+    """Simulated device memory with pointer arithmetic; records every call as (name, args).
+
+    CUDA-graph capture follows the CUDA runtime (cuda_runtime_api.h, cudaStreamBeginCapture /
+    cudaStreamEndCapture / cudaStreamIsCapturing): the capture state of the stream persists until
+    `cudaStreamEndCapture`; a failed capture invalidates it, and every later capture-unsafe call
+    on the stream (pageable copies, event sync) fails until the capture is ended and the error
+    cleared (what trtexec's `endCaptureOnError` does, TensorRT samples/common/sampleInference.cpp).
+    """
+
+    can_capture = True
 
     def __init__(self, name: str = "Orin", cc: tuple[int, int] = (8, 7), integrated: bool = False):
         self.name, self.compute_capability, self.integrated = name, cc, integrated
         self.calls: list[tuple[str, tuple]] = []
         self.regions: dict[int, Region] = {}
+        self.host_buffers: set[int] = set()
+        self.streams: set[str] = set()
+        self.events: set[int] = set()
+        self.graphs: set[int] = set()
         self._next = 1 << 20
         self.capturing = False
+        self.capture_mode: str | None = None
+        self.capture_invalidated = False
         self.captured: list[Callable[[], None]] = []
+
+    def live(self) -> dict[str, int]:
+        """What is still allocated / created: all zero after a correct close()."""
+        return {"device": len(self.regions), "host": len(self.host_buffers), "streams": len(self.streams),
+                "events": len(self.events), "graphs": len(self.graphs)}
 
     # memory model
     def _new_region(self, data: np.ndarray) -> int:
@@ -109,13 +128,22 @@ class FakeDevice:
         self.calls.append(("alloc_host", (shape, np.dtype(dtype).name, mapped)))
         arr = np.zeros(shape, dtype)
         dptr = self._new_region(arr.reshape(-1).view(np.uint8)) if mapped else None  # shares the bytes
+        self.host_buffers.add(arr.ctypes.data)
         return HostBuffer(arr, arr.ctypes.data, dptr)
 
     def free_host(self, buf: HostBuffer) -> None:
         self.calls.append(("free_host", (buf.host_ptr,)))
+        self.host_buffers.remove(buf.host_ptr)
+        if buf.device_ptr is not None:
+            del self.regions[buf.device_ptr]
 
     def create_stream(self) -> str:
+        self.streams.add("stream0")
         return "stream0"
+
+    def destroy_stream(self, stream: Any) -> None:
+        self.calls.append(("destroy_stream", ()))
+        self.streams.remove(stream)
 
     def stream_handle(self, stream: Any) -> int:
         return 1234
@@ -147,33 +175,53 @@ class FakeDevice:
         self.view(ptr, nbytes)[:] = value
 
     def create_event(self) -> object:
-        return object()
+        event = object()
+        self.events.add(id(event))
+        return event
+
+    def destroy_event(self, event: Any) -> None:
+        self.events.remove(id(event))
 
     def record(self, event: Any, stream: Any) -> None:
+        self._copy_allowed("record")
         self.calls.append(("record", ()))
 
     def elapsed_s(self, start: Any, end: Any) -> float:
         return 0.001
 
     def synchronize(self, stream: Any) -> None:
+        self._copy_allowed("synchronize")
         self.calls.append(("synchronize", ()))
 
     def begin_capture(self, stream: Any) -> None:
+        assert not self.capturing, "cudaStreamBeginCapture on a stream that is already capturing"
         self.calls.append(("begin_capture", ()))
-        self.capturing, self.captured = True, []
+        self.capturing, self.captured, self.capture_mode = True, [], "thread_local"
 
     def end_capture(self, stream: Any) -> list:
         self.calls.append(("end_capture", ()))
         self.capturing = False
-        return list(self.captured)
+        if self.capture_invalidated:  # cudaErrorStreamCaptureInvalidated: no graph comes out
+            from dq_edge.errors import DQEdgeError
+
+            raise DQEdgeError("CUDA error 901 cudaErrorStreamCaptureInvalidated", "")
+        graph = list(self.captured)
+        self.graphs.add(id(graph))
+        return graph
+
+    def abort_capture(self, stream: Any) -> None:
+        self.calls.append(("abort_capture", ()))
+        self.capturing, self.captured, self.capture_invalidated = False, [], False
 
     def launch(self, graph_exec: list, stream: Any) -> None:
+        self._copy_allowed("launch")
         self.calls.append(("launch", ()))
         for work in graph_exec:
             work()
 
     def destroy_graph(self, graph_exec: Any) -> None:
         self.calls.append(("destroy_graph", ()))
+        self.graphs.remove(id(graph_exec))
 
     def count(self, name: str) -> int:
         return sum(1 for n, _ in self.calls if n == name)
@@ -234,8 +282,13 @@ def toy_compute(graph: str, x: dict[str, np.ndarray], dims: GraphDims, act: Any)
 
 @dataclass
 class FakeEngine:
+    """`ICudaEngine` of a strongly typed build: IO modes, dtypes and shapes (-1 = dynamic) as the
+    ONNX declares them (TensorRT NvInferRuntime.h getTensorIOMode / getTensorDataType /
+    getTensorShape); `io_override` makes it declare something else."""
+
     spec: GraphSpec
     device_memory_size_v2: int = 4096
+    io_override: dict = field(default_factory=dict)
 
     @property
     def num_io_tensors(self) -> int:
@@ -247,12 +300,18 @@ class FakeEngine:
 
 @dataclass
 class FakeContext:
+    """`IExecutionContext`. With `fail_capture`, `execute_async_v3` returns False while the
+    stream is capturing and invalidates the capture, as TensorRT may for an engine with
+    capture-unsafe work (samples/common/sampleInference.cpp, v10.3: "the enqueue call may return
+    false if the current CUDA graph capture fails")."""
+
     engine: FakeEngine
     device: FakeDevice
     compute: Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     addresses: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    fail_capture: bool = False
 
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
         self.calls.append("set_input_shape")
@@ -277,6 +336,9 @@ class FakeContext:
     def execute_async_v3(self, stream_handle: int) -> bool:
         self.calls.append("execute_async_v3")
         assert stream_handle == 1234
+        if self.device.capturing and self.fail_capture:
+            self.device.capture_invalidated = True
+            return False
         if self.device.capturing:
             self.device.captured.append(self._run)  # runs at launch, reading buffers then
         else:
@@ -285,19 +347,26 @@ class FakeContext:
 
 
 class FakeLoader:
-    def __init__(self, device: FakeDevice, specs: dict[str, GraphSpec], tensorrt_version: str = "10.3.0.30", compute=None):
+    def __init__(self, device: FakeDevice, specs: dict[str, GraphSpec], tensorrt_version: str = "10.3.0.30", compute=None,
+                 fail_capture: tuple[str, ...] = (), io_override: dict[str, dict] | None = None):
         self.device, self.specs, self.tensorrt_version = device, specs, tensorrt_version
         self.compute = compute
         self.contexts: dict[str, FakeContext] = {}
         self.scratch: list[tuple[int, int]] = []
+        self.fail_capture, self.io_override = fail_capture, io_override or {}
 
     def load(self, path: Path) -> FakeEngine:
         graph = path.name.split(".")[0]
-        return FakeEngine(self.specs[graph])
+        return FakeEngine(self.specs[graph], io_override=self.io_override.get(graph, {}))
+
+    def io_signature(self, engine: FakeEngine) -> dict:
+        from dq_edge.engines.trt_loader import expected_signature
+
+        return {**expected_signature(engine.spec), **engine.io_override}
 
     def context(self, engine: FakeEngine, scratch_ptr: int, scratch_size: int) -> FakeContext:
         self.scratch.append((scratch_ptr, scratch_size))
-        ctx = FakeContext(engine, self.device, self.compute)
+        ctx = FakeContext(engine, self.device, self.compute, fail_capture=engine.spec.name in self.fail_capture)
         self.contexts[engine.spec.name] = ctx
         return ctx
 
@@ -354,103 +423,4 @@ class Recorder:
         return wrapped
 
 
-def fake_tensorrt(version: str, strongly_typed_flag: bool = True, fail: bool = False, log: list | None = None):
-    """A stand-in `tensorrt` module for the builder: records the calls in `log` (see test_engines_build)."""
-    import onnx
-
-    log = [] if log is None else log
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-
-    class Severity:
-        ERROR, WARNING, INFO = 1, 2, 3
-
-    class ILogger:
-        def __init__(self):
-            pass
-
-    ILogger.Severity = Severity
-    trt.ILogger = ILogger
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(**({"STRONGLY_TYPED": 1} if strongly_typed_flag else {}))
-    trt.BuilderFlag = types.SimpleNamespace(**({} if version.startswith("11") else {"FP16": 0, "INT8": 1}))
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
-
-    class Network:
-        def __init__(self, flags):
-            self.flags, self.inputs = flags, []
-            log.append(("create_network", flags))
-
-        @property
-        def num_inputs(self):
-            return len(self.inputs)
-
-        def get_input(self, i):
-            return types.SimpleNamespace(name=self.inputs[i])
-
-    class OnnxParser:
-        def __init__(self, network, logger):
-            self.network, self.num_errors = network, 0
-
-        def parse_from_file(self, path):
-            model = onnx.load(path)
-            self.network.inputs = [i.name for i in model.graph.input]
-            self.network.onnx = Path(path).name
-            return True
-
-    class Cache:
-        def __init__(self, blob):
-            self.blob = blob
-
-        def serialize(self):
-            return self.blob + b"+"
-
-    class Config:
-        def __init__(self):
-            self.flags, self.profiles, self.cache = [], [], None
-
-        def set_memory_pool_limit(self, pool, size):
-            log.append(("workspace", pool, size))
-
-        def set_flag(self, flag):
-            self.flags.append(flag)
-            log.append(("set_flag", flag))
-
-        def add_optimization_profile(self, profile):
-            self.profiles.append(profile)
-
-        def create_timing_cache(self, blob):
-            log.append(("create_timing_cache", bytes(blob)))
-            return Cache(bytes(blob))
-
-        def set_timing_cache(self, cache, ignore_mismatch):
-            self.cache = cache
-
-        def get_timing_cache(self):
-            return self.cache
-
-    class Profile(dict):
-        def set_shape(self, name, lo, opt, hi):
-            self[name] = (tuple(lo), tuple(opt), tuple(hi))
-
-    class Builder:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def create_network(self, flags):
-            return Network(flags)
-
-        def create_builder_config(self):
-            return Config()
-
-        def create_optimization_profile(self):
-            return Profile()
-
-        def build_serialized_network(self, network, config):
-            log.append(("build", network.onnx, config.builder_optimization_level, dict(config.profiles[0]), list(config.flags)))
-            if fail:
-                self.logger.log(Severity.ERROR, "out of workspace")
-                return None
-            return memoryview(f"engine<{network.onnx}>".encode())
-
-    trt.OnnxParser, trt.Builder = OnnxParser, Builder
-    return trt, log
+from trt_fakes import CORRUPT_CACHE, FOREIGN_CACHE, fake_tensorrt  # noqa: E402,F401 - re-exported

@@ -105,8 +105,12 @@ def test_only_logits_cross_to_host_each_step(tmp_path):
     step_calls = dev.calls[n:]
     d2h = [a for name, a in step_calls if name == "d2h"]
     assert d2h == [(backend._slots["position_logits"], 3 * DIMS.position_vocab * 4)]
-    h2d = [a[0] for name, a in step_calls if name == "h2d"]
-    assert h2d == [backend._slots[slot_name(POS, t)] for t in ("content", "position", "segment", "step")]
+    # one host-to-device copy per step (audit L4): all int64 inputs from one pinned staging buffer
+    h2d = [a for name, a in step_calls if name == "h2d"]
+    assert h2d == [(backend._slots[slot_name(POS, "content")], (3 * 4 + 1) * 8)]
+    assert [backend._slots[slot_name(POS, t)] for t in ("content", "position", "segment", "step")] == [
+        h2d[0][0] + 8 * offset for offset in (0, 4, 8, 12)
+    ]
     n = len(dev.calls)
     backend.content_step(np.zeros(3, np.int64), np.zeros(3, np.int64), 0)
     d2h = [a for name, a in dev.calls[n:] if name == "d2h"]
@@ -156,7 +160,8 @@ def test_integrated_gpu_maps_logits_instead_of_copying(tmp_path):
     backend, dev, _ = make_backend(tmp_path, integrated=True)
     run_steps(backend, batch=2, steps=4)
     assert dev.count("d2h") == 0
-    assert all(mapped for n, (_, _, mapped) in ((n, a) for n, a in dev.calls if n == "alloc_host"))
+    outputs = [a for n, a in dev.calls if n == "alloc_host" and len(a[0]) > 1]  # not the 1-D input staging
+    assert outputs and all(mapped for _, _, mapped in outputs)
 
 
 def test_encode_and_decode(tmp_path):
@@ -189,8 +194,15 @@ def test_refuses_engines_for_another_target(tmp_path, kwargs, needle):
 
 
 def test_same_sm_other_board_only_warns(tmp_path):
-    backend, _, _ = make_backend(tmp_path, name="Orin NX", trt_version="10.3.0.26")
-    assert len(backend.warnings) == 2
+    backend, _, _ = make_backend(tmp_path, name="Orin NX")
+    assert len(backend.warnings) == 1 and "Orin NX" in backend.warnings[0]
+
+
+def test_patch_level_tensorrt_difference_is_refused(tmp_path):
+    """Audit L3: TensorRT 10.3.0.26 cannot deserialise a 10.3.0.30 plan (not VERSION_COMPATIBLE)."""
+    with pytest.raises(ArtifactMismatchError, match="10.3.0.30.*10.3.0.26") as info:
+        make_backend(tmp_path, trt_version="10.3.0.26")
+    assert "dq-edge build-engine" in info.value.hint
 
 
 def test_refuses_a_modified_plan_file(tmp_path):

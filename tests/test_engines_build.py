@@ -8,6 +8,7 @@ failure handling). Whether real TensorRT accepts them is checked by tests/test_e
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -104,13 +105,13 @@ def test_failed_rebuild_leaves_the_previous_folder_intact(monkeypatch, export, t
     out = tmp_path / "engines"
     cache = out / "orin.timing-cache"  # a file the user keeps inside the engine folder
     run_build(monkeypatch, export, out, timing_cache=cache)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(DQEdgeError):
         run_build(monkeypatch, export, out, fail=True)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["engines", "export"]  # no temp folders left
     run_build(monkeypatch, export, out, only=(POS,), timing_cache=cache)  # an update keeps the user's file
-    assert cache.read_bytes().startswith(before["orin.timing-cache"])
+    assert cache.read_bytes().startswith(before[Path("orin.timing-cache")])
     verify_engine_files(read_manifest(out), [POS, CON])
 
 
@@ -131,3 +132,52 @@ def test_rebuild_for_another_tensorrt_drops_the_stale_plans(monkeypatch, export,
     assert set(report.dropped) == {f"{POS}.fp32.trt10.3.sm87.plan", f"{CON}.fp32.trt10.3.sm87.plan"}
     assert sorted(p.name for p in out.glob("*.plan")) == [f"{CON}.fp32.trt10.4.sm87.plan", f"{POS}.fp32.trt10.4.sm87.plan"]
     assert (out / "notes.txt").read_text() == "mine" and report.kept == ()
+
+
+@pytest.mark.parametrize("kind", ["foreign", "corrupt"])
+def test_foreign_timing_cache_falls_back_to_a_fresh_one(monkeypatch, export, tmp_path, kind):
+    """Audit H2: TensorRT refuses a cache from another GPU / version (set_timing_cache returns
+    False and sets nothing, so get_timing_cache() is None) or cannot read it at all
+    (create_timing_cache gives None). The build warns, continues with a fresh cache and writes
+    that one back instead of crashing after the first engine."""
+    from engines_fakes import CORRUPT_CACHE, FOREIGN_CACHE
+
+    blob = (FOREIGN_CACHE if kind == "foreign" else CORRUPT_CACHE) + b"-orin"
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(blob)
+    events: list[str] = []
+    trt, log = fake_tensorrt("10.3.0.30")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(build_mod, "gpu_unavailable_reason", lambda: None)
+    monkeypatch.setattr(build_mod, "current_target", lambda _trt: TARGET)
+    report = build_mod.build_engines(export, BuildOptions(precision="fp32", timing_cache=cache), tmp_path / "engines", events.append)
+    assert report.built.keys() == {POS, CON}
+    assert sum("refused the timing cache" in e for e in events) == 1  # the second engine reuses the fresh cache
+    assert [e[1] for e in log if e[0] == "create_timing_cache"] == [blob, b"", b"+"]
+    assert cache.read_bytes() == b"++"
+
+
+def test_trtexec_commands_replay_valid_inputs(monkeypatch, export, tmp_path):
+    """Audit L7: the manifest's trtexec commands load token ids inside the vocabulary."""
+    import numpy as np
+
+    run_build(monkeypatch, export, tmp_path / "engines")
+    manifest = read_manifest(tmp_path / "engines")
+    cmd = manifest.engines[POS]["trtexec"]
+    assert "--loadInputs=" in cmd and "--shapes=" in cmd and "step:" in cmd.split("--loadInputs=")[1]
+    pairs = dict(item.split(":", 1) for item in cmd.split("--loadInputs=")[1].split()[0].split(","))
+    content = np.fromfile(tmp_path / "engines" / pairs["content"], dtype="<i8")
+    assert content.size == export.max_batch and 0 <= content.min() and content.max() < export.dims.content_vocab
+    step = np.fromfile(tmp_path / "engines" / pairs["step"], dtype="<i8")
+    assert step.shape == (1,) and 0 <= step[0] < export.dims.max_length
+
+
+@pytest.mark.parametrize("version", ["8.6.1.6", "10.0.1.6"])
+def test_tensorrt_older_than_10_1_is_refused(monkeypatch, export, tmp_path, version):
+    """Audit L2: the weakly typed fallback cannot work there (no set_device_memory(ptr, size),
+    int64 IO cast to int32): refuse before building."""
+    from dq_edge.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match=f"TensorRT {version} is too old"):
+        run_build(monkeypatch, export, tmp_path / "engines", version=version, strongly_typed_flag=False)
+    assert not (tmp_path / "engines").exists()

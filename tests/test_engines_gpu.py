@@ -70,7 +70,7 @@ def test_compare_cli_passes(engines, capsys):
 
 
 def test_cuda_device_pitched_row_copy():
-    from dq_edge.engines.device import CudaDevice
+    from dq_edge.device import CudaDevice
 
     dev = CudaDevice()
     stream = dev.create_stream()
@@ -104,6 +104,7 @@ def replay(backend, tokens) -> list[np.ndarray]:
 @pytest.mark.parametrize("precision,atol", [("fp32", 2e-3), ("fp16", 5e-2)])
 def test_tiny_model_engines_match_ort(tmp_path, precision, atol):
     """All six graphs of the exported tiny model: build, compare (Polygraphy), step-by-step logits."""
+    pytest.importorskip("torch", reason="the tiny model is exported with torch (a Jetson may not have it)")
     from export_helpers import images, tiny_export
 
     from dq_edge.cli.main import main
@@ -121,6 +122,43 @@ def test_tiny_model_engines_match_ort(tmp_path, precision, atol):
     for a, b in zip(replay(trt, tokens), replay(ort_backend, tokens)):
         np.testing.assert_allclose(a, b, atol=atol, rtol=atol)
     pictures = images(2, seed=1)
-    np.testing.assert_array_equal(trt.encode(pictures)[0], ort_backend.encode(pictures)[0])
+    grain_trt, grain_ort = trt.encode(pictures)[0], ort_backend.encode(pictures)[0]
+    if precision == "fp32":
+        np.testing.assert_array_equal(grain_trt, grain_ort)
+    else:  # an fp16 ArgMax near-tie may flip a region, as `compare` tolerates (1%)
+        assert np.mean(grain_trt != grain_ort) <= 0.01
     codes = ort_backend.encode(pictures)[1]
     np.testing.assert_allclose(trt.decode(codes), ort_backend.decode(codes), atol=atol * 10)
+
+
+@pytest.mark.parametrize("provider", ["cuda", "trt"])
+def test_ort_gpu_providers_match_ort_cpu_through_the_loop(engines, provider):
+    """Audit C1 on the real thing: every logits array of ORT-CUDA / ORT-TensorRT EP equals ORT-CPU's."""
+    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.runtime.ort_backend import OrtBackend, provider_available
+
+    if not provider_available(provider):
+        pytest.skip(f"this onnxruntime has no {provider} provider (install dq-edge[cuda])")
+    source, _ = engines
+    cpu = Recorder(OrtBackend(source.onnx_files, source.dims, source.layout, "fp32", source.max_batch))
+    gpu = Recorder(OrtBackend(source.onnx_files, source.dims, source.layout, "fp32", source.max_batch, provider=provider))
+    params = SamplingParams(greedy=True)
+    a = generate_tokens(gpu, source.layout, 3, params=params)
+    b = generate_tokens(cpu, source.layout, 3, params=params)
+    for (name, la), (_, lb) in zip(gpu.logits, cpu.logits):
+        np.testing.assert_allclose(la, lb, rtol=1e-3, atol=1e-3, err_msg=name)
+    np.testing.assert_array_equal(a.content, b.content)
+    gpu.close()
+
+
+def test_foreign_timing_cache_is_replaced(engines, tmp_path):
+    """Audit H2 on the real thing: bytes TensorRT cannot use as a timing cache do not stop a build."""
+    from dq_edge.engines.build import build_engines
+
+    source, _ = engines
+    cache = tmp_path / "foreign.timing-cache"
+    cache.write_bytes(np.random.default_rng(0).bytes(4096))
+    events: list[str] = []
+    report = build_engines(source, BuildOptions("fp32", timing_cache=cache), tmp_path / "engines", events.append)
+    assert set(report.built) == set(source.onnx_files)
+    assert any("timing cache" in e for e in events)

@@ -125,10 +125,13 @@ def test_check_target_refuses_mismatches(tmp_path, current, pattern):
         check_target(read_manifest(folder), current)
 
 
-def test_patch_release_and_board_name_only_warn(tmp_path):
+def test_board_name_only_warns_and_a_patch_release_is_refused(tmp_path):
     folder = fake_engine_folder(tmp_path / "engines", fake_export(tmp_path / "export"))
-    warnings = check_target(read_manifest(folder), GpuTarget("10.3.0.26", "Orin NX", (8, 7)))
-    assert len(warnings) == 2 and "10.3.0.26" in warnings[0] and "Orin NX" in warnings[1]
+    warnings = check_target(read_manifest(folder), GpuTarget("10.3.0.30", "Orin NX", (8, 7)))
+    assert len(warnings) == 1 and "Orin NX" in warnings[0]
+    with pytest.raises(ArtifactMismatchError, match="10.3.0.26") as info:
+        check_target(read_manifest(folder), GpuTarget("10.3.0.26", "Orin", (8, 7)))
+    assert "dq-edge build-engine" in info.value.hint
 
 
 def test_broken_or_foreign_manifests(tmp_path):

@@ -43,8 +43,23 @@ def import_tensorrt(export_folder: Path | str = "EXPORT_DIR") -> Any:
     return importlib.import_module("tensorrt")
 
 
+MIN_TENSORRT = (10, 1)  # strongly typed networks + device_memory_size_v2 / set_device_memory(ptr, size)
+
+
+def check_tensorrt_version(version: str) -> None:
+    """TensorRT < 10.1 lacks what the runtime needs (user-managed context memory of a given
+    size, 10.1; strongly typed networks, 9.x) and its parser casts int64 IO to int32: refuse it
+    instead of building engines the runtime would feed bytes of the wrong width."""
+    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if major_minor < MIN_TENSORRT:
+        raise BackendUnavailableError(
+            f"TensorRT {version} is too old for dq-edge (needs >= {'.'.join(map(str, MIN_TENSORRT))})",
+            "install TensorRT 10.x (pip install 'dq-edge[cuda12]') or use JetPack 6 (TensorRT 10.3)",
+        )
+
+
 def current_target(trt: Any) -> GpuTarget:
-    from dq_edge.engines.device import open_device  # noqa: PLC0415 - needs cuda-python or pycuda
+    from dq_edge.device import open_device  # noqa: PLC0415 - needs cuda-python or pycuda
 
     dev = open_device()
     return GpuTarget(str(trt.__version__), dev.name, dev.compute_capability)
@@ -87,7 +102,8 @@ def _parse(trt: Any, builder: Any, logger: Any, plan: GraphPlan, flags: int) -> 
     return network, parser  # the parser must outlive the network's use
 
 
-def _config(trt: Any, builder: Any, options: BuildOptions, plan: GraphPlan, flag_names: tuple[str, ...], cache_blob: bytes) -> Any:
+def _config(trt: Any, builder: Any, options: BuildOptions, plan: GraphPlan, flag_names: tuple[str, ...], cache_blob: bytes,
+            warn: Callable[[str], None]) -> Any:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     config.builder_optimization_level = options.opt_level
@@ -97,9 +113,53 @@ def _config(trt: Any, builder: Any, options: BuildOptions, plan: GraphPlan, flag
     for name, (lo, opt, hi) in plan.profile.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(cache_blob)
-    config.set_timing_cache(cache, False)  # False: refuse a cache from another device / version
+    _set_timing_cache(config, cache_blob, warn)
     return config
+
+
+def _set_timing_cache(config: Any, blob: bytes, warn: Callable[[str], None]) -> None:
+    """A cache from another GPU / TensorRT version, or a corrupt file, is refused by TensorRT:
+    `setTimingCache` "return[s] true if set successfully, false otherwise" and reports a
+    failure "if the CUDA device property in the provided cache is different from current
+    environment" (NvInfer.h, v10.3). Then start from a fresh cache instead of failing."""
+    try:  # a corrupt blob may also yield no cache object at all (then set_timing_cache(None) raises)
+        cache = config.create_timing_cache(blob) if blob else None
+        if cache is not None and config.set_timing_cache(cache, False) is not False:  # False: no mismatch ignored
+            return
+    except (TypeError, RuntimeError, ValueError):
+        pass
+    if blob:
+        warn("TensorRT refused the timing cache (another GPU, TensorRT version or a damaged file): starting a fresh one")
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or config.set_timing_cache(fresh, False) is False:
+        raise DQEdgeError("TensorRT could not create an empty timing cache", "retry without --timing-cache")
+
+
+def _cache_bytes(config: Any, previous: bytes) -> bytes:
+    cache = config.get_timing_cache()  # None when no cache is set (pyCoreDoc.h, get_timing_cache)
+    return bytes(cache.serialize()) if cache is not None else previous
+
+
+TRTEXEC_INPUTS = "trtexec_inputs"
+
+
+def _trtexec_inputs(folder: Path, plan: GraphPlan, source: ExportSource) -> str:
+    """Valid inputs for trtexec (token ids inside the vocabulary, a real `step`): trtexec's
+    random int64 data would index out of range in the step graphs' Gathers. The files live in
+    the engine folder; the command runs from there."""
+    import numpy as np  # noqa: PLC0415
+
+    from dq_edge.engines.compare import make_feed  # noqa: PLC0415
+    from dq_edge.engines.plan import trtexec_command  # noqa: PLC0415
+
+    feed = make_feed(plan.spec, source, source.max_batch, np.random.default_rng(0))
+    paths = {}
+    for name, value in feed.items():
+        rel = Path(TRTEXEC_INPUTS) / plan.name / f"{name}.bin"
+        write_bytes(folder / rel, np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes())
+        paths[name] = rel.as_posix()
+    shapes = {n: tuple(v.shape) for n, v in feed.items() if any(not isinstance(d, int) for d in plan.spec.input(n).dims)}
+    return trtexec_command(plan.engine_file, shapes, paths)
 
 
 def check_out_folder(out: Path) -> None:
@@ -147,6 +207,7 @@ def build_engines(
     max_batch, _ = check_request(source, options)  # bad flags fail before the TensorRT check
     check_out_folder(out)
     trt = import_tensorrt(source.folder)
+    check_tensorrt_version(str(trt.__version__))
     target = current_target(trt)
     typing = network_typing(target.tensorrt_version, hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"), options.precision)
     plans = make_plan(source, options, target)
@@ -166,7 +227,7 @@ def build_engines(
         for plan in plans:
             on_event(f"building {plan.engine_file} from {plan.onnx_file.name}")
             network, _parser = _parse(trt, builder, logger, plan, flags)
-            config = _config(trt, builder, options, plan, typing.builder_flags, cache_blob)
+            config = _config(trt, builder, options, plan, typing.builder_flags, cache_blob, on_event)
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
                 tail = " | ".join(logger.messages[-3:]) or "no message from TensorRT"
@@ -176,9 +237,10 @@ def build_engines(
                 )
             write_bytes(tmp / plan.engine_file, bytes(serialized))  # replaces a carried-over link, not the old file
             del serialized  # no host copy of the weights lingers (Jetson: CPU and GPU share the DRAM)
-            cache_blob = bytes(config.get_timing_cache().serialize())
+            cache_blob = _cache_bytes(config, cache_blob)
             built[plan.name] = out / plan.engine_file
             entries[plan.name] = engine_entry(plan, sha256_file(tmp / plan.engine_file))
+            entries[plan.name]["trtexec"] = _trtexec_inputs(tmp, plan, source)
         kept = {g: e for g, e in reusable.items() if g not in entries}
         manifest["engines"] = {**kept, **entries}
         write_manifest(tmp, manifest)

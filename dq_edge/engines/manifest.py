@@ -170,9 +170,14 @@ def check_target(manifest: EngineManifest, current: GpuTarget) -> list[str]:
     """Refuse engines built for another TensorRT version or compute capability.
 
     Returns warnings for differences that TensorRT tolerates (same SM, different board name).
+    A different TensorRT version, even a patch release, is refused.
     """
     built = manifest.target
-    if built.trt_tag != current.trt_tag:
+    # TensorRT deserialises only plans of its own exact build version unless they were built
+    # VERSION_COMPATIBLE (NvInferRuntime.h, IRuntime::deserializeCudaEngine); dq-edge builds
+    # version-specific plans, so a patch-level difference is refused here, with the rebuild
+    # command, instead of failing later as "could not deserialize".
+    if built.tensorrt_version != current.tensorrt_version:
         raise ArtifactMismatchError(
             f"engines in {manifest.folder} were built with TensorRT {built.tensorrt_version}, "
             f"this machine has TensorRT {current.tensorrt_version}",
@@ -185,8 +190,6 @@ def check_target(manifest: EngineManifest, current: GpuTarget) -> list[str]:
             manifest.rebuild_hint(),
         )
     warnings = []
-    if built.tensorrt_version != current.tensorrt_version:
-        warnings.append(f"engines built with TensorRT {built.tensorrt_version}, running {current.tensorrt_version}")
     if built.gpu_name != current.gpu_name:
         warnings.append(f"engines built on {built.gpu_name}, running on {current.gpu_name} (same {current.sm_tag})")
     return warnings

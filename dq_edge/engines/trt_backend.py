@@ -26,8 +26,8 @@ CUDA graphs (`cuda_graph=True`): each step graph is captured once per batch size
 call (the first call runs normally: TensorRT may do one-time work on the first enqueue after a
 shape change, which must not be captured). The captured graph holds only the engine's
 kernels. Everything that changes per step stays outside and reaches the graph through device
-memory at fixed addresses: token ids and `step` are copied into their input buffers with
-`cudaMemcpyAsync` before the launch (the kernels read them at replay), and the K/V row copies,
+memory at fixed addresses: token ids and `step` are staged in one page-locked buffer and sent
+with one `cudaMemcpyAsync` before the launch (the kernels read them at replay), and the K/V row copies,
 whose destination offset depends on `step`, are issued after the launch on the same stream.
 Prefill (variable T) and the image graphs are never captured. Changing the batch in `begin`
 destroys the captured graphs (their kernels have the old shapes baked in).
@@ -35,74 +35,35 @@ destroys the captured graphs (their kernels have the old shapes baked in).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from dq_edge.engines.device import Device, HostBuffer, open_device
+from dq_edge.device import Device, HostBuffer, open_device
 from dq_edge.engines.manifest import EngineManifest, check_target, read_manifest, verify_engine_files
 from dq_edge.engines.plan import GpuTarget
-from dq_edge.errors import ArtifactMismatchError, ConfigError, DQEdgeError, InputError
-from dq_edge.graph_io import GRAPH_NAMES, GraphSpec, activation_dtype, graph_specs
+from dq_edge.engines.trt_loader import EngineLoader, TensorRTLoader, check_engine_io
+from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError, DQEdgeError, InputError
+from dq_edge.graph_io import (
+    GRAPH_NAMES, HIDDEN, HOST_OUTPUTS, INT64, LOGITS_OF, PREFILL_GRAPH, STACK_OF, STEP_GRAPH_OF, GraphSpec,
+    activation_dtype, graph_specs, kv_pair_named, kv_pairs, prefill_rows, row_copy_geometry,
+)
 from dq_edge.runtime.timing import StageStats, StageTimes
 
-POS, CON, PRE = "transformer_position_step", "transformer_content_step", "transformer_prefill"
+POS, CON, PRE = STEP_GRAPH_OF["position"], STEP_GRAPH_OF["content"], PREFILL_GRAPH
 STEP_GRAPHS = (POS, CON)
-HOST_OUTPUTS = {("transformer_position_step", "position_logits"), (CON, "content_logits"), (PRE, "position_logits"),
-                ("dgc", "grain"), ("dgc", "codes"), ("decoder", "image")}
 STAGE_OF = {POS: "position_step", CON: "content_step", PRE: "prefill", "encoder": "encoder", "dgc": "dgc", "decoder": "decoder"}
-
-
-class EngineLoader(Protocol):
-    tensorrt_version: str
-
-    def load(self, path: Path) -> Any: ...
-    def context(self, engine: Any, scratch_ptr: int, scratch_size: int) -> Any: ...
-
-
-class TensorRTLoader:
-    """Deserialises plan files and creates contexts that use a shared scratch region."""
-
-    def __init__(self) -> None:
-        self._trt = trt = importlib.import_module("tensorrt")
-        self.tensorrt_version = str(trt.__version__)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-
-    def load(self, path: Path) -> Any:
-        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())  # bytes freed on return
-        if engine is None:
-            raise ArtifactMismatchError(f"TensorRT could not deserialize {path}", "rebuild it with `dq-edge build-engine`")
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            # all buffers are device buffers at fixed addresses: a shape tensor would need host memory
-            if engine.is_shape_inference_io(name):
-                raise ArtifactMismatchError(
-                    f"input {name} of {path.name} became a TensorRT shape tensor",
-                    "re-export with this dq-edge and run `dq-edge check EXPORT_DIR` (data inputs must not feed shapes)",
-                )
-        return engine
-
-    def context(self, engine: Any, scratch_ptr: int, scratch_size: int) -> Any:
-        strategy = self._trt.ExecutionContextAllocationStrategy.USER_MANAGED
-        ctx = engine.create_execution_context(strategy)
-        setter = getattr(ctx, "set_device_memory", None) or getattr(ctx, "set_device_memory_v2", None)
-        if setter is not None:  # (memory, size): TensorRT >= 10.1
-            setter(scratch_ptr, scratch_size)
-        else:
-            ctx.device_memory = scratch_ptr
-        return ctx
+__all__ = ["EngineLoader", "TensorRTLoader", "TrtBackend", "slot_name"]
 
 
 def slot_name(graph: str, tensor: str) -> str:
     """Buffers shared between graphs get one name; every other tensor gets its own slot."""
-    if tensor.startswith("past_"):  # past_key.3 of the position step -> position.key.3
-        stack = "position" if graph == POS else "content"
-        return f"cache.{stack}.{tensor[len('past_'):]}"
-    if tensor == "hidden" and graph in (POS, CON, PRE):
-        return "hidden"
+    pair = kv_pair_named(STACK_OF[graph], tensor) if graph in STACK_OF else None
+    if pair is not None and tensor == pair.past:  # past_key.3 of the position step -> cache.position.key.3
+        return pair.cache
+    if tensor == HIDDEN and graph in (POS, CON, PRE):
+        return HIDDEN
     if tensor == "position_logits" and graph in (POS, PRE):
         return "position_logits"
     if graph in ("encoder", "dgc") and tensor in ("h_coarse", "h_fine", "image"):
@@ -135,6 +96,9 @@ class TrtBackend:
         self.cuda_graph = cuda_graph
         self._act_itemsize = np.dtype(activation_dtype(self.precision)).itemsize
         self._dev = device if device is not None else open_device()
+        if cuda_graph and not getattr(self._dev, "can_capture", True):
+            raise BackendUnavailableError("CUDA-graph capture needs cuda-python (this device layer is pycuda)",
+                                          "pip install 'cuda-python>=12.6,<13', or run without CUDA graphs")
         self._loader = loader if loader is not None else TensorRTLoader()
         target = GpuTarget(self._loader.tensorrt_version, self._dev.name, self._dev.compute_capability)
         self.warnings = check_target(manifest, target)
@@ -146,16 +110,15 @@ class TrtBackend:
                 raise ArtifactMismatchError(f"the IO of engine {g} differs from this dq-edge's graph specs", manifest.rebuild_hint())
 
         engines = {g: self._loader.load(manifest.engine_path(g)) for g in graphs}
-        for g, engine in engines.items():
-            names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
-            spec_names = {t.name for t in self.specs[g].inputs + self.specs[g].outputs}
-            if names != spec_names:
-                raise ArtifactMismatchError(f"engine {g} has IO {sorted(names)}, expected {sorted(spec_names)}", manifest.rebuild_hint())
+        for g, engine in engines.items():  # modes, dtypes and shapes, before any buffer is sized from the spec
+            check_engine_io(g, self._loader.io_signature(engine), self.specs[g], manifest.rebuild_hint())
         self._stream = self._dev.create_stream()
         self._handle = self._dev.stream_handle(self._stream)
         self._in_dtype = {(g, t.name): np.dtype(t.dtype) for g, s in self.specs.items() for t in s.inputs}
         self._slots: dict[str, int] = {}  # slot -> device pointer
         self._host: dict[str, HostBuffer] = {}  # slot -> page-locked host buffer (host outputs only)
+        self._owned: list[int] = []  # device allocations to free on close
+        self._stage: dict[str, tuple[HostBuffer, int, dict[str, int]]] = {}  # step graph -> staging
         self._allocate()
         scratch = max(int(e.device_memory_size_v2) for e in engines.values())
         self._scratch = self._dev.alloc(scratch)
@@ -168,10 +131,35 @@ class TrtBackend:
         self._times = StageTimes(STAGE_OF.values())
         self._graph_exec: dict[str, Any] = {}
         self._warm: set[str] = set()
+        self.uncapturable: dict[str, str] = {}  # graph -> why its capture failed (plain enqueue then)
         self._batch = 0
 
     # -- buffers -----------------------------------------------------------------------------
+    def _alloc(self, nbytes: int) -> int:
+        ptr = self._dev.alloc(nbytes)
+        self._owned.append(ptr)
+        return ptr
+
+    def _allocate_stages(self) -> None:
+        """One page-locked staging buffer and one device region per step graph for all its int64
+        inputs (token ids, `step`): a step sends them with ONE host-to-device copy from pinned
+        memory instead of one pageable, stream-serialising copy per tensor."""
+        for g in STEP_GRAPHS:
+            if g not in self.specs:
+                continue
+            offsets, n = {}, 0
+            for t in self.specs[g].inputs:
+                if t.dtype == INT64:
+                    offsets[t.name] = n
+                    n += self.max_batch if t.dims[0] == "batch" else 1
+            host = self._dev.alloc_host((n,), np.int64)
+            base = self._alloc(n * 8)
+            self._stage[g] = (host, base, offsets)
+            for name, offset in offsets.items():
+                self._slots[slot_name(g, name)] = base + 8 * offset  # 8-byte aligned inside a 256-aligned region
+
     def _allocate(self) -> None:
+        self._allocate_stages()
         L = self.dims.max_length
         sizes = {"batch": self.max_batch, "tokens": L, "tokens_minus_1": L - 1}
         need: dict[str, tuple[int, Any, tuple[int, ...]]] = {}  # slot -> largest (nbytes, dtype, shape)
@@ -179,6 +167,8 @@ class TrtBackend:
         for g, spec in self.specs.items():
             for t in spec.inputs + spec.outputs:
                 slot = slot_name(g, t.name)
+                if slot in self._slots:  # staged step inputs
+                    continue
                 shape = t.shape(sizes)
                 nbytes = int(np.prod(shape)) * np.dtype(t.dtype).itemsize
                 if slot not in need or nbytes > need[slot][0]:
@@ -190,9 +180,9 @@ class TrtBackend:
             if slot in host:
                 buf = self._dev.alloc_host(shape, dtype, mapped=mapped)
                 self._host[slot] = buf
-                self._slots[slot] = buf.device_ptr if mapped and buf.device_ptr is not None else self._dev.alloc(nbytes)
+                self._slots[slot] = buf.device_ptr if mapped and buf.device_ptr is not None else self._alloc(nbytes)
             else:
-                self._slots[slot] = self._dev.alloc(nbytes)
+                self._slots[slot] = self._alloc(nbytes)
 
     def __enter__(self) -> "TrtBackend":
         return self
@@ -201,23 +191,42 @@ class TrtBackend:
         self.close()
 
     def close(self) -> None:
-        """Free every device / host buffer and captured graph (the backend is unusable after)."""
+        """Free every buffer and release the captured graphs, events and stream (the backend is
+        unusable after; a second close does nothing)."""
+        if self._stream is None:
+            return
+        self._drop_graphs()
+        for ptr in self._owned:
+            self._dev.free(ptr)
+        for buf in list(self._host.values()) + [stage[0] for stage in self._stage.values()]:
+            self._dev.free_host(buf)
+        self._dev.free(self._scratch)
+        for start, end in self._events.values():
+            self._dev.destroy_event(start)
+            self._dev.destroy_event(end)
+        self._dev.destroy_stream(self._stream)
+        self._slots, self._host, self._owned, self._stage, self._events = {}, {}, [], {}, {}
+        self._stream = None
+
+    def _drop_graphs(self) -> None:
         for exec_ in self._graph_exec.values():
             self._dev.destroy_graph(exec_)
         self._graph_exec.clear()
-        mapped = {b.device_ptr for b in self._host.values() if b.device_ptr is not None}
-        for ptr in self._slots.values():
-            if ptr not in mapped:
-                self._dev.free(ptr)
-        for buf in self._host.values():
-            self._dev.free_host(buf)
-        self._dev.free(self._scratch)
-        self._slots, self._host = {}, {}
+        self._warm.clear()
 
     # -- helpers -------------------------------------------------------------------------------
     def _put(self, graph: str, tensor: str, value: np.ndarray) -> None:
         arr = np.ascontiguousarray(value, dtype=self._in_dtype[graph, tensor])
         self._dev.h2d(self._slots[slot_name(graph, tensor)], arr, self._stream)
+
+    def _put_step(self, graph: str, feeds: dict[str, np.ndarray], step: int) -> None:
+        """Token ids and `step` into the pinned staging buffer, then one copy to the device."""
+        host, base, offsets = self._stage[graph]
+        b = self._batch
+        for name, value in feeds.items():
+            host.array[offsets[name] : offsets[name] + b] = value
+        host.array[offsets["step"]] = step
+        self._dev.h2d(base, host.array, self._stream)
 
     def _fetch(self, graph: str, tensor: str, shape: tuple[int, ...]) -> np.ndarray:
         """Enqueue the device-to-host copy of an output's first rows (no copy when mapped)."""
@@ -239,18 +248,30 @@ class TrtBackend:
                 raise DQEdgeError(f"TensorRT refused shape {t.shape(sizes)} for {graph}:{t.name}", "rebuild the engines with a larger --max-batch")
 
     def _execute(self, graph: str) -> None:
-        if self.cuda_graph and graph in STEP_GRAPHS:
+        if self.cuda_graph and graph in STEP_GRAPHS and graph not in self.uncapturable:
             if graph in self._graph_exec:
                 self._dev.launch(self._graph_exec[graph], self._stream)
                 return
             if graph in self._warm:  # second call: capture the engine's kernels, then replay them
-                self._dev.begin_capture(self._stream)
-                self._enqueue(graph)
-                self._graph_exec[graph] = self._dev.end_capture(self._stream)
-                self._dev.launch(self._graph_exec[graph], self._stream)
-                return
+                if self._capture(graph):
+                    self._dev.launch(self._graph_exec[graph], self._stream)
+                    return
             self._warm.add(graph)
         self._enqueue(graph)
+
+    def _capture(self, graph: str) -> bool:
+        """Capture one enqueue. TensorRT may refuse (sampleInference.cpp: "the enqueue call may
+        return false if the current CUDA graph capture fails"): then end the capture, clear the
+        error and run this graph with plain enqueues from now on, as trtexec does."""
+        self._dev.begin_capture(self._stream)
+        try:
+            self._enqueue(graph)
+            self._graph_exec[graph] = self._dev.end_capture(self._stream)
+        except DQEdgeError as exc:
+            self._dev.abort_capture(self._stream)
+            self.uncapturable[graph] = str(exc)
+            return False
+        return True
 
     def _enqueue(self, graph: str) -> None:
         if not self._ctx[graph].execute_async_v3(self._handle):
@@ -266,17 +287,15 @@ class TrtBackend:
         self._dev.synchronize(self._stream)
         self._times.add(stage, self._dev.elapsed_s(start, end))
 
-    def _store_rows(self, graph: str, prefix: str, stack: str, row: int, rows: int) -> None:
-        """Copy new K/V rows [b, heads, rows, D] into cache rows row..row+rows-1 (device to device)."""
-        d = self.dims
-        item = self._act_itemsize
-        layers = d.position_layers if stack == "position" else d.content_layers
-        width = rows * d.head_dim * item
-        for i in range(layers):
-            for kind in ("key", "value"):
-                src = self._slots[slot_name(graph, f"{prefix}present_{kind}.{i}")]
-                dst = self._slots[f"cache.{stack}.{kind}.{i}"] + row * d.head_dim * item
-                self._dev.copy_2d(dst, d.max_length * d.head_dim * item, src, width, width, self._batch * d.heads, self._stream)
+    def _store_rows(self, graph: str, stack: str, row: int, tokens: int | None = None) -> None:
+        """New K/V rows into cache rows row.. (device to device, one pitched copy per cache):
+        one row after a step, `prefill_rows` rows after prefill of `tokens` tokens."""
+        rows = 1 if tokens is None else prefill_rows(stack, tokens)
+        g = row_copy_geometry(self.dims, self._act_itemsize, self._batch, row, rows)
+        for pair in kv_pairs(self.dims, stack):
+            src = self._slots[slot_name(graph, pair.present if tokens is None else pair.prefill_present)]
+            dst = self._slots[pair.cache] + g["dst_offset"]
+            self._dev.copy_2d(dst, g["dpitch"], src, g["spitch"], g["width"], g["height"], self._stream)
 
     def _need(self, graph: str) -> None:
         if graph not in self._ctx:
@@ -291,10 +310,7 @@ class TrtBackend:
         self._need(POS)
         self._check_batch(batch)
         if batch != self._batch:
-            for exec_ in self._graph_exec.values():
-                self._dev.destroy_graph(exec_)
-            self._graph_exec.clear()
-            self._warm.clear()
+            self._drop_graphs()  # their kernels have the old shapes baked in
             for g in STEP_GRAPHS:
                 if g in self._ctx:
                     self._set_shapes(g, {"batch": batch})
@@ -307,25 +323,20 @@ class TrtBackend:
 
     def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step: int) -> np.ndarray:
         self._start(POS)
-        self._put(POS, "content", content)
-        self._put(POS, "position", position)
-        self._put(POS, "segment", segment)
-        self._put(POS, "step", np.array([step]))
+        self._put_step(POS, {"content": content, "position": position, "segment": segment}, step)
         self._execute(POS)
-        self._store_rows(POS, "", "position", step, 1)
-        logits = self._fetch(POS, "position_logits", (self._batch, self.dims.position_vocab))
+        self._store_rows(POS, "position", step)
+        logits = self._fetch(POS, LOGITS_OF["position"], (self._batch, self.dims.position_vocab))
         self._finish(POS)
         return logits.copy()
 
     def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step: int) -> np.ndarray:
         self._need(CON)
         self._start(CON)
-        self._put(CON, "next_position", next_position)
-        self._put(CON, "next_segment", next_segment)
-        self._put(CON, "step", np.array([step]))
+        self._put_step(CON, {"next_position": next_position, "next_segment": next_segment}, step)
         self._execute(CON)
-        self._store_rows(CON, "", "content", step, 1)
-        logits = self._fetch(CON, "content_logits", (self._batch, self.dims.content_vocab))
+        self._store_rows(CON, "content", step)
+        logits = self._fetch(CON, LOGITS_OF["content"], (self._batch, self.dims.content_vocab))
         self._finish(CON)
         return logits.copy()
 
@@ -339,8 +350,8 @@ class TrtBackend:
         for name, value in (("content", content), ("position", position), ("segment", segment)):
             self._put(PRE, name, value)
         self._enqueue(PRE)
-        self._store_rows(PRE, "position_", "position", 0, T)
-        self._store_rows(PRE, "content_", "content", 0, T - 1)
+        self._store_rows(PRE, "position", 0, T)
+        self._store_rows(PRE, "content", 0, T)
         logits = self._fetch(PRE, "position_logits", (b, self.dims.position_vocab))
         self._finish(PRE)
         return logits.copy()

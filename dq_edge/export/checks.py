@@ -11,6 +11,8 @@ Rules (one Finding per graph x rule):
 - layernorm:      LayerNormalization as one op (no decomposed mean/variance pattern);
                   transformer graphs must contain it
 - qdq_types:      Q/DQ int8 with zero point 0, scale dtype matching the float side
+- trt_parser:     only where TensorRT and a CUDA device are present: the real TensorRT ONNX
+                  parser's `supports_model_v2` accepts the whole graph
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dq_edge.graph_io import GraphSpec
 
 FP16_MAX = 65504.0
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
-RULES = ("checker", "lint", "trt_ops", "control_flow", "shape_tensors", "zero_dims", "finite_consts", "layernorm", "qdq_types")
+RULES = ("checker", "lint", "trt_ops", "trt_parser", "control_flow", "shape_tensors", "zero_dims", "finite_consts", "layernorm", "qdq_types")
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,20 @@ def _lint_problems(report: Path) -> str:
     return "; ".join(str(e.get("message", ""))[:160] for e in errors[:3])
 
 
+def parser_findings(jobs: list[tuple[Path, GraphSpec]]) -> list[Finding]:
+    """The real TensorRT parser's verdict per graph, when TensorRT and a device are here."""
+    from dq_edge.export.trt_parser import parser_problems, parser_unavailable_reason  # noqa: PLC0415
+
+    if parser_unavailable_reason() is not None:
+        return []
+    findings = []
+    for path, spec in jobs:
+        op_types = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+        problem = parser_problems(path, op_types)
+        findings.append(Finding(spec.name, path.name.split(".")[-2], "trt_parser", not problem, problem))
+    return findings
+
+
 @dataclass
 class CheckReport:
     folder: Path
@@ -238,6 +254,7 @@ def check_export(folder: str | Path, lint: bool = True, precisions: list[str] | 
         for graph, path in info.files.items():
             findings += check_model(onnx.load(str(path)), graph, precision)
             jobs.append((path, info.specs[graph]))
+    findings += parser_findings(jobs)
     if lint and jobs:
         for (path, spec), problem in zip(jobs, lint_files(jobs)):
             precision = path.name.split(".")[-2]

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnxruntime as ort
 
-from dq_edge.graph_io import GraphDims, activation_dtype, kv_names
+from dq_edge.graph_io import GraphDims, activation_dtype, cache_shape, kv_pairs, store_rows
+from dq_edge.ort_import import import_onnxruntime
 from dq_edge.tokens import TokenLayout
+
+ort = import_onnxruntime()
 
 Feed = dict[str, np.ndarray]
 
@@ -61,9 +63,9 @@ def teacher_forced_steps(
     input feeds are kept (for int8 calibration)."""
     batch, length = content.shape
     act = np.float16 if activation_dtype(precision) == "float16" else np.float32
-    cache_shape = (batch, dims.heads, dims.max_length, dims.head_dim)  # [B, H, L, D]
-    pos_cache = {n: np.zeros(cache_shape, act) for n in kv_names("", dims.position_layers, "past")}
-    con_cache = {n: np.zeros(cache_shape, act) for n in kv_names("", dims.content_layers, "past")}
+    shape = cache_shape(dims, batch)  # [B, H, L, D]
+    pos_cache = {p.past: np.zeros(shape, act) for p in kv_pairs(dims, "position")}
+    con_cache = {p.past: np.zeros(shape, act) for p in kv_pairs(dims, "content")}
     pos_logits, con_logits = [], []
     out = TeacherForced(np.empty(0), np.empty(0))
     for t in range(length - 1):
@@ -73,13 +75,13 @@ def teacher_forced_steps(
         res = run(position_step, feed)
         if keep:
             out.position_feeds.append({k: v.copy() for k, v in feed.items()})
-        _store_rows(pos_cache, res, t)
+        _store_rows(dims, "position", pos_cache, res, t)
         pos_logits.append(res["position_logits"])
         cfeed = {"hidden": res["hidden"], "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": step, **con_cache}
         cres = run(content_step, cfeed)
         if keep:
             out.content_feeds.append({k: v.copy() for k, v in cfeed.items()})
-        _store_rows(con_cache, cres, t)
+        _store_rows(dims, "content", con_cache, cres, t)
         con_logits.append(cres["content_logits"])
     out.position_cache, out.content_cache = pos_cache, con_cache
     out.position_logits = np.stack(pos_logits, axis=1)
@@ -87,10 +89,9 @@ def teacher_forced_steps(
     return out
 
 
-def _store_rows(cache: dict[str, np.ndarray], outputs: dict[str, np.ndarray], step: int) -> None:
-    for past in cache:
-        present = outputs[past.replace("past_", "present_", 1)]  # [B, H, 1, D]
-        cache[past][:, :, step, :] = present[:, :, 0, :]
+def _store_rows(dims: GraphDims, stack: str, cache: dict[str, np.ndarray], outputs: dict[str, np.ndarray], step: int) -> None:
+    for pair in kv_pairs(dims, stack):
+        store_rows(cache[pair.past], outputs[pair.present], step)  # [B, H, 1, D] at row `step`
 
 
 def to_int64(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:

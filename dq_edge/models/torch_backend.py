@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dq_edge.errors import InputError
-from dq_edge.graph_io import GraphDims
+from dq_edge.graph_io import GraphDims, kv_pairs, prefill_rows, store_rows
 from dq_edge.models.kv_steps import ContentStep, PositionStep, Prefill, empty_caches, graph_dims
 from dq_edge.models.transformer import StackedTransformer
 from dq_edge.runtime.timing import StageStats, StageTimes
@@ -51,8 +51,9 @@ class TorchBackend:
 
     @staticmethod
     def _store(caches: list[torch.Tensor], rows: tuple[torch.Tensor, ...], start: int) -> None:
-        for cache, r in zip(caches, rows):
-            cache[:, :, start : start + r.shape[2]] = r
+        """The kv_steps modules return new rows in graph_io's pair order (key.0, value.0, ...)."""
+        for cache, r in zip(caches, rows, strict=True):
+            store_rows(cache, r, start)
 
     def _timed(self, stage: str, fn, *args):
         t0 = time.perf_counter()
@@ -77,7 +78,8 @@ class TorchBackend:
     def prefill(self, content, position, segment) -> np.ndarray:
         ids = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for a in (content, position, segment)]
         logits, hidden, *rows = self._timed("prefill", self._prefill, *ids)
-        n = 2 * self.tr.config.position_layers
+        n = len(kv_pairs(self.dims, "position"))  # prefill returns the position stack's rows first
+        assert rows[0].shape[2] == prefill_rows("position", ids[0].shape[1])
         self._store(self._pcache, rows[:n], 0)
         self._store(self._ccache, rows[n:], 0)
         self._hidden = hidden

@@ -1,21 +1,18 @@
 """ONNX Runtime backend: exported graphs + IO binding over buffers allocated once.
 
-Buffers (all sized for `max_batch`, from `dq_edge.graph_io.graph_specs`, allocated in __init__):
-- KV caches [max_batch, heads, L, head_dim] per layer per stack (numpy, host memory). They are
-  the step graphs' `past_*` inputs; after each step the runtime copies the graph's new rows
-  `present_*` [batch, heads, 1, head_dim] into row `step` of the caches in place.
-- step inputs (token ids, `step`), step outputs (logits, hidden, present rows).
-`begin(batch)` wraps contiguous views of the first `batch` rows (the batch dim leads, so
-`buf[:batch]` is contiguous) in OrtValues and binds them once; a step then only copies the
-token ids into the bound buffers, runs, and copies the new K/V rows. Nothing is allocated
-inside a step, so buffer addresses never move (tests/test_runtime_buffers.py checks this).
+The step graphs' buffers (KV caches [max_batch, heads, L, head_dim] per layer per stack, step
+inputs, `hidden`, logits) are allocated in __init__ by `dq_edge.runtime.ort_buffers` and bound
+once per `begin(batch)`; a step writes the token ids, runs, and stores the new K/V rows at row
+`step` (the KV protocol of `dq_edge.graph_io`). Nothing is allocated inside a step.
 
-`hidden` is bound as the position step's output and as the content step's input: on CPU it
-is one host buffer; on CUDA / TensorRT execution providers it is a device OrtValue, so it
-never crosses to the host. The KV caches stay in host memory on every provider: ONNX Runtime's
-Python API has no strided device-to-device copy to write one cache row on the GPU, so the
-provider copies the caches to the device each step. The native TensorRT backend
-(`dq_edge.engines.trt_backend`) keeps them device-resident.
+- CPU provider: host numpy buffers bound as OrtValue views; the CPU EP reads them live.
+- CUDA / TensorRT providers: device memory of the device layer (`dq_edge.device`, cuda-python
+  or pycuda) bound by pointer. ONNX Runtime copies a bound *host* input to the device once, at
+  bind time (IOBinding.cc), so host buffers would be stale snapshots after the first step; on
+  the device, caches never cross to the host and only logits come back.
+- The TensorRT EP gets the typed ONNX as it is: no `trt_fp16_enable` / `trt_int8_enable`
+  (weak-typing flags that may let TensorRT 10 run the fp32 islands in fp16 and that TensorRT 11
+  removed); fp16 tensors and Q/DQ nodes in the graph carry the precision.
 """
 
 from __future__ import annotations
@@ -25,21 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from dq_edge.artifact.graph_check import check_graph_outputs
+from dq_edge.device import open_device
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, InputError
-from dq_edge.graph_io import GraphDims, GraphSpec, TensorSpec, graph_specs
+from dq_edge.graph_io import PREFILL_GRAPH, STEP_GRAPH_OF, GraphDims, GraphSpec, graph_specs
+from dq_edge.ort_import import import_onnxruntime
+from dq_edge.runtime.ort_buffers import DeviceBuffers, HostBuffers
 from dq_edge.runtime.timing import StageStats, StageTimes
 from dq_edge.tokens import TokenLayout
+
+ort = import_onnxruntime()
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "trt": "TensorrtExecutionProvider",
 }
-STEP_GRAPHS = ("transformer_position_step", "transformer_content_step")
-STACK_OF_STEP = {"transformer_position_step": "position", "transformer_content_step": "content"}
+STEP_GRAPHS = tuple(STEP_GRAPH_OF.values())
 
 
 def provider_available(provider: str) -> bool:
@@ -65,26 +65,13 @@ def provider_chain(
         return ["CPUExecutionProvider"]
     if provider == "cuda":
         return [cuda, "CPUExecutionProvider"]
-    trt_options: dict[str, Any] = {
-        "device_id": device_id,
-        # typed ONNX carries the precision; the flags let the EP keep fp16 / QDQ layers
-        "trt_fp16_enable": precision in ("fp16", "int8"),
-        "trt_int8_enable": precision == "int8",
-    }
+    # no trt_fp16_enable / trt_int8_enable: the typed ONNX carries the precision (module docstring)
+    trt_options: dict[str, Any] = {"device_id": device_id}
     if cache_dir is not None:
         trt_options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)})
     if spec is not None:
         trt_options.update(trt_profile_options(spec))
     return [("TensorrtExecutionProvider", trt_options), cuda, "CPUExecutionProvider"]
-
-
-def _zeros(spec: TensorSpec, max_batch: int) -> np.ndarray:
-    return np.zeros(spec.shape({"batch": max_batch}), dtype=np.dtype(spec.dtype))
-
-
-def _leading(arr: np.ndarray, spec: TensorSpec, batch: int) -> np.ndarray:
-    """The first `batch` rows when the tensor has a batch dim (contiguous: batch leads)."""
-    return arr[:batch] if spec.dims and spec.dims[0] == "batch" else arr
 
 
 class OrtBackend:
@@ -107,7 +94,7 @@ class OrtBackend:
         if not provider_available(provider):
             raise BackendUnavailableError(
                 f"ONNX Runtime here has no {PROVIDERS[provider]} (available: {', '.join(ort.get_available_providers())})",
-                "pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA GPU with CUDA"
+                "pip uninstall -y onnxruntime && pip install 'dq-edge[cuda]' (onnxruntime-gpu; needs an NVIDIA GPU with CUDA"
                 + (" and TensorRT)" if provider == "trt" else ")"),
             )
         self.name = f"ort-{provider}"
@@ -124,29 +111,20 @@ class OrtBackend:
         self._options.log_severity_level = 3  # errors only: optimizer notes are not the user's business
         if threads:
             self._options.intra_op_num_threads = threads
-        self._device = ("cpu", 0) if provider == "cpu" else ("cuda", device_id)
-        # GPU providers: `hidden` is an ORT-allocated device OrtValue the host never reads
-        self.hidden_on_device = provider != "cpu"
-        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._sessions: dict[str, Any] = {}
         self._times = StageTimes(("encoder", "dgc", "position_step", "content_step", "prefill", "decoder"))
-        # host buffers of the two step graphs, name -> array sized for max_batch
-        self._buffers: dict[str, dict[str, np.ndarray]] = {}
-        for graph in STEP_GRAPHS:
-            spec = self.specs[graph]
-            self._buffers[graph] = {t.name: _zeros(t, max_batch) for t in spec.inputs + spec.outputs}
-        # one hidden buffer shared by both graphs: position step writes it, content step reads it
-        hidden = self._buffers["transformer_position_step"]["hidden"]
-        self._buffers["transformer_content_step"]["hidden"] = hidden
-        self._hidden_device: dict[int, ort.OrtValue] = {}  # batch -> device OrtValue (GPU providers)
-        self._bindings: dict[str, ort.IOBinding] = {}
-        self._bound_values: list[ort.OrtValue] = []  # keeps the OrtValues of the bound views alive
-        self._row_copies: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._bindings: dict[str, Any] = {}
         self._batch = 0
         for graph in STEP_GRAPHS:  # step graphs are needed by every run: load them now
             self._session(graph)
+        # after the sessions: ORT has created the CUDA context the device layer then shares
+        self._buffers: HostBuffers | DeviceBuffers = (
+            HostBuffers(ort, self.specs, dims, max_batch) if provider == "cpu"
+            else DeviceBuffers(open_device(device_id), device_id, self.specs, dims, max_batch, precision)
+        )
 
     # ------------------------------------------------------------------ sessions and binding
-    def _session(self, graph: str) -> ort.InferenceSession:
+    def _session(self, graph: str) -> Any:
         if graph not in self._sessions:
             path = self._files.get(graph)
             if path is None or not path.is_file():
@@ -178,21 +156,6 @@ class OrtBackend:
     def active_providers(self, graph: str = "transformer_position_step") -> list[str]:
         return self._session(graph).get_providers()
 
-    def _value(self, array: np.ndarray) -> ort.OrtValue:
-        value = ort.OrtValue.ortvalue_from_numpy(array)
-        self._bound_values.append(value)
-        return value
-
-    def _hidden_value(self, batch: int) -> ort.OrtValue:
-        if not self.hidden_on_device:
-            return self._value(self._buffers["transformer_position_step"]["hidden"][:batch])
-        if batch not in self._hidden_device:
-            spec = self.specs["transformer_position_step"].output("hidden")
-            self._hidden_device[batch] = ort.OrtValue.ortvalue_from_shape_and_type(
-                spec.shape({"batch": batch}), np.dtype(spec.dtype), *self._device
-            )
-        return self._hidden_device[batch]
-
     def begin(self, batch: int) -> None:
         if not 1 <= batch <= self.max_batch:
             raise InputError(
@@ -200,55 +163,26 @@ class OrtBackend:
                 f"use --batch <= {self.max_batch} or re-export with a larger --max-batch",
             )
         self._batch = batch
-        self._bound_values = []
-        for graph in STEP_GRAPHS:
-            spec, bufs = self.specs[graph], self._buffers[graph]
-            binding = self._session(graph).io_binding()
-            for t in spec.inputs:
-                value = self._hidden_value(batch) if t.name == "hidden" else self._value(_leading(bufs[t.name], t, batch))
-                binding.bind_ortvalue_input(t.name, value)
-            for t in spec.outputs:
-                value = self._hidden_value(batch) if t.name == "hidden" else self._value(_leading(bufs[t.name], t, batch))
-                binding.bind_ortvalue_output(t.name, value)
-            self._bindings[graph] = binding
-            copies = []
-            for t in spec.outputs:
-                if t.name.startswith("present_"):
-                    cache = bufs["past_" + t.name[len("present_"):]][:batch]  # [b, H, L, D]
-                    cache.fill(0)
-                    copies.append((cache, bufs[t.name][:batch, :, 0, :]))  # row [b, H, D]
-            self._row_copies[graph] = copies
+        self._bindings = self._buffers.bind(self._session, batch)
 
-    def _run_step(self, graph: str, stage: str, step: int) -> None:
+    def _run_step(self, graph: str, stage: str, feeds: dict[str, np.ndarray], step: int) -> np.ndarray:
         if self._batch == 0:
             raise RuntimeError("call begin(batch) before stepping")
         if not 0 <= step < self.dims.max_length:
             raise InputError(f"step {step} is outside the KV cache (0..{self.dims.max_length - 1})")
-        bufs = self._buffers[graph]
-        bufs["step"][0] = step
         start = time.perf_counter()
-        self._sessions[graph].run_with_iobinding(self._bindings[graph])
-        for cache, row in self._row_copies[graph]:
-            cache[:, :, step, :] = row  # new K/V row into the preallocated cache, in place
+        logits = self._buffers.step(self._sessions[graph], self._bindings[graph], graph, feeds, step)
         self._times.add(stage, time.perf_counter() - start)
+        return logits
 
     # ------------------------------------------------------------------ Backend protocol
     def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step: int) -> np.ndarray:
-        b = self._batch
-        bufs = self._buffers["transformer_position_step"]
-        bufs["content"][:b] = content
-        bufs["position"][:b] = position
-        bufs["segment"][:b] = segment
-        self._run_step("transformer_position_step", "position_step", step)
-        return bufs["position_logits"][:b].copy()  # the caller may mask it in place
+        feeds = {"content": content, "position": position, "segment": segment}
+        return self._run_step(STEP_GRAPH_OF["position"], "position_step", feeds, step)
 
     def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step: int) -> np.ndarray:
-        b = self._batch
-        bufs = self._buffers["transformer_content_step"]
-        bufs["next_position"][:b] = next_position
-        bufs["next_segment"][:b] = next_segment
-        self._run_step("transformer_content_step", "content_step", step)
-        return bufs["content_logits"][:b].copy()
+        feeds = {"next_position": next_position, "next_segment": next_segment}
+        return self._run_step(STEP_GRAPH_OF["content"], "content_step", feeds, step)
 
     def prefill(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray) -> np.ndarray:
         b, tokens = content.shape
@@ -262,24 +196,9 @@ class OrtBackend:
             "segment": np.ascontiguousarray(segment, dtype=np.int64),
         }
         start = time.perf_counter()
-        names = [t.name for t in self.specs["transformer_prefill"].outputs]
-        outputs = dict(zip(names, self._session("transformer_prefill").run(names, feeds)))
-        for graph, stack, rows in (
-            ("transformer_position_step", "position", tokens),
-            ("transformer_content_step", "content", tokens - 1),
-        ):
-            bufs = self._buffers[graph]
-            for name in bufs:
-                if name.startswith("past_"):
-                    present = outputs[f"{stack}_present_{name[len('past_'):]}"]  # [b, H, rows, D]
-                    bufs[name][:b, :, :rows, :] = present
-        hidden = outputs["hidden"]
-        if not self.hidden_on_device:
-            self._buffers["transformer_position_step"]["hidden"][:b] = hidden
-        else:
-            self._hidden_value(b).update_inplace(np.ascontiguousarray(hidden))
+        logits = self._buffers.prefill(self._session(PREFILL_GRAPH), feeds)
         self._times.add("prefill", time.perf_counter() - start)
-        return np.asarray(outputs["position_logits"], dtype=np.float32)
+        return logits
 
     def _run_batched(self, graph: str, stage: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Whole-image graphs run once per generation; chunks of at most max_batch."""
@@ -313,9 +232,16 @@ class OrtBackend:
 
     # ------------------------------------------------------------------ introspection (tests)
     def buffer_addresses(self) -> dict[str, int]:
-        """Host address of every preallocated buffer and bound OrtValue (stable across steps)."""
-        addresses = {
-            f"{graph}/{name}": arr.ctypes.data for graph, bufs in self._buffers.items() for name, arr in bufs.items()
-        }
-        addresses.update({f"bound/{i}": v.data_ptr() for i, v in enumerate(self._bound_values)})
-        return addresses
+        """Address of every preallocated buffer (host or device) and bound value: stable across steps."""
+        return self._buffers.addresses()
+
+    def close(self) -> None:
+        """Release the buffers (device memory, pinned memory, stream) and the sessions."""
+        self._buffers.close()
+        self._bindings, self._sessions = {}, {}
+
+    def __enter__(self) -> "OrtBackend":
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
