@@ -41,7 +41,7 @@ def test_build_writes_plans_manifest_and_timing_cache(engines):
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_trt_backend_matches_ort_through_the_loop(engines, cuda_graph):
     from dq_edge.engines.trt_backend import TrtBackend
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend
 
     source, report = engines
@@ -109,7 +109,7 @@ def test_tiny_model_engines_match_ort(tmp_path, precision, atol):
     from dq_edge.cli.main import main
     from dq_edge.engines.build import build_engines
     from dq_edge.engines.trt_backend import TrtBackend
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend
 
     source = export_source(tiny_export(), precision)

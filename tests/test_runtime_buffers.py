@@ -63,7 +63,7 @@ def test_real_export_generation_never_moves_buffers():
     changes address, and every bound OrtValue points into one of the preallocated buffers."""
     import export_helpers
     from dq_edge.export.manifest import load_export
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
 
     info = load_export(export_helpers.tiny_export(), "fp32")
     backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, threads=1)
@@ -91,7 +91,7 @@ def test_hidden_as_ort_allocated_value_matches_host_buffer():
     host-buffer path, with completion (prefill) and plain sampling."""
     import export_helpers
     from dq_edge.export.manifest import load_export
-    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.generation import SamplingParams
     from dq_edge.runtime.pipeline import RunRequest, generate_images
 
     info = load_export(export_helpers.tiny_export(), "fp32")

@@ -13,9 +13,9 @@ from dq_edge.models import generate  # the public API (a callable module)
 from dq_edge.models.kv_steps import transformer_dims
 from dq_edge.models.torch_backend import TorchBackend
 from dq_edge.models.transformer import build_transformer
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
-from dq_edge.runtime.masks import PositionMasks
-from dq_edge.runtime.sampling import filtered_probs, make_rng, sample_ids
+from dq_edge.generation import SamplingParams, generate_tokens
+from dq_edge.generation.grammar import PositionMasks
+from dq_edge.generation.sampling import filtered_probs, make_rng, sample_ids
 from dq_edge.sequences import decode_batch, decode_tokens, encode_tokens, pad_sequences
 from dq_edge.tokens import TokenLayout
 from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
@@ -182,7 +182,7 @@ def test_loop_errors():
         generate_tokens(be, CLASS, 1, [3])
     with pytest.raises(InputError, match="class-conditional"):
         generate_tokens(be, CLASS, 1, None)
-    with pytest.raises(InputError, match="maximum batch"):
+    with pytest.raises(InputError, match="maximum of 4"):
         generate_tokens(be, CLASS, 3, [0, 1, 2], SamplingParams(cfg_scale=2.0))
     with pytest.raises(InputError, match="null class"):
         generate_tokens(FakeBackend(UNCOND), UNCOND, 1, None, SamplingParams(cfg_scale=2.0))

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from dq_edge.cli import sampling_options as opt
-from dq_edge.errors import ConfigError, InputError
+from dq_edge.errors import ConfigError, InputError, UsageError
 
 
 def sample_command(
@@ -30,6 +30,7 @@ def sample_command(
     cfg_scale: opt.CfgScale = None,
     greedy: opt.Greedy = False,
     fixed_fine_positions: opt.FixedFinePositions = False,
+    sampler: opt.Sampler = "dq-edge",
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's choice)."),
@@ -46,14 +47,14 @@ def sample_command(
     from dq_edge.models.transformer import load_transformer
     from dq_edge.models.vae import load_vae
     from dq_edge.runtime import images as img
-    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.generation.guidance import guided_rows
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
 
-    params = SamplingParams(
-        seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos, top_p_pos=top_p_pos,
-        cfg_scale=cfg_scale, greedy=greedy, fixed_fine_positions=fixed_fine_positions,
+    params = opt.sampling_params(  # bad flags fail before the model is loaded
+        seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
     )
-    params.validate()  # bad flags fail before the model is loaded
+    if num < 1 or (batch is not None and batch < 1):
+        raise UsageError(f"--num and --batch must be >= 1, got {num} and {batch}")
     check_output_dir(out, overwrite)
     console = Console(stderr=True, quiet=quiet)
     if threads is not None:
@@ -69,8 +70,8 @@ def sample_command(
         layout.n_codes, tuple(layout.coarse_hw), tuple(layout.fine_hw)
     ):
         raise ConfigError(f"{model}: the transformer's token layout does not match its VAE", "retrain or re-import the transformer")
-    classes = resolve_classes(layout, num, None, list(cls) if cls else None)
-    backend = TorchBackend(tr, vae, max_batch=max(1, batch) * (2 if cfg_scale is not None else 1))
+    classes = resolve_classes(layout, num, list(cls) if cls else None)
+    backend = TorchBackend(tr, vae, max_batch=guided_rows(max(1, batch), cfg_scale is not None))
     request = RunRequest(num, batch, classes, params)
     start = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:

@@ -86,7 +86,7 @@ def _leading(arr: np.ndarray, spec: TensorSpec, batch: int) -> np.ndarray:
 
 
 class OrtBackend:
-    """`dq_edge.runtime.backend.Backend` on ONNX Runtime (CPU, CUDA or TensorRT provider)."""
+    """`dq_edge.generation.backend.Backend` on ONNX Runtime (CPU, CUDA or TensorRT provider)."""
 
     def __init__(
         self,

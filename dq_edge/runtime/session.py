@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dq_edge.errors import BackendUnavailableError, ConfigError, InputError, UsageError
 from dq_edge.graph_io import PRECISIONS
-from dq_edge.runtime.backend import Backend
+from dq_edge.generation.backend import Backend
 from dq_edge.tokens import TokenLayout
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")

@@ -1,4 +1,4 @@
-"""The backend protocol: what the one autoregressive loop needs from a device.
+"""The backend protocol: what the generator (dq_edge.generation.generator) needs from a device.
 
 A backend owns its buffers (allocated once, for `max_batch`) and executes graphs; the loop
 owns tokens, masks and sampling. KV caches and the position stack's hidden state stay inside
@@ -6,7 +6,7 @@ the backend (device-resident on GPUs); only logits (small) and final images cros
 
 Implementations: ONNX Runtime (`dq_edge.runtime.ort_backend`), TensorRT
 (`dq_edge.engines.trt_backend`) and the torch reference (`dq_edge.models.torch_backend`, used
-by `dq_edge.models.generate`), so every backend is checked against the same loop.
+by `dq_edge.models.generate`, in dq_edge/models/torch_generate.py), so every backend is checked against the same generator.
 """
 
 from __future__ import annotations
