@@ -138,8 +138,9 @@ class Generator:
             raise DQEdgeError(f"generation ran past the longest legal sequence ({self.layout.max_length} tokens)", "report this as a bug")
         active = ~self.masks.done
         segment = self.masks.next_segment()
-        position = self._next_positions(t, segment, active)
-        self.rows.set_position(t + 1, position, segment, active)
+        starting = self.masks.phase == FINE_START
+        position = self._next_positions(t, segment, active, starting)
+        self.rows.set_position(t + 1, position, segment, active, starting if self._prefix is None else None)
         c_logits = self.backend.content_step(self.rows.position[:, t + 1], self.rows.segment[:, t + 1], t)
         content = self._next_contents(t, c_logits, position, segment)
         self.rows.set_content(t + 1, content, active)  # start positions get their start content
@@ -154,11 +155,10 @@ class Generator:
         forced = t + 1 < self._prefix_len
         return forced if forced.any() else None
 
-    def _next_positions(self, t: int, segment: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def _next_positions(self, t: int, segment: np.ndarray, active: np.ndarray, starting: np.ndarray) -> np.ndarray:
         B, masks = self.batch, self.masks
         logits = guide(self._logits, B, self.params.cfg_scale)
         position = self._position_sampler(logits, masks.allowed_positions(), self._rng)
-        starting = masks.phase == FINE_START
         if starting.any():
             position = np.where(starting, self.rows.start_fine[:B], position)
         forced = self._forced(t)

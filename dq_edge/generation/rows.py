@@ -28,6 +28,7 @@ class RowTokens:
         self.content[:, 0] = self.start_content
         self.position[:, 0] = self.start_coarse
         self.segment[:, 0] = SEGMENT_COARSE
+        self._start: tuple[int, np.ndarray] = (-1, np.zeros(batch, dtype=bool))  # last set_position's start rows
 
     def column(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token t of every backend row (views)."""
@@ -37,10 +38,14 @@ class RowTokens:
         grid = np.where(segment == SEGMENT_COARSE, self.layout.n_coarse, self.layout.n_fine)
         return position >= grid + 2
 
-    def set_position(self, t: int, position: np.ndarray, segment: np.ndarray, active: np.ndarray) -> None:
+    def set_position(
+        self, t: int, position: np.ndarray, segment: np.ndarray, active: np.ndarray, start: np.ndarray | None = None
+    ) -> None:
         """Write position/segment of token t for the active sample rows and their mirrors; a
-        start position becomes each row's own start id."""
-        start = self.is_start(position, segment)
+        start position becomes each row's own start id. `start`: bool [B] of the start tokens
+        when the caller knows them (saves recomputing)."""
+        start = self.is_start(position, segment) if start is None else start
+        self._start = (t, start)
         for half in range(self.halves):
             rows = slice(half * self.B, (half + 1) * self.B)
             if start.any():
@@ -52,7 +57,10 @@ class RowTokens:
             np.copyto(self.segment[rows, t], segment, where=active)
 
     def set_content(self, t: int, content: np.ndarray, active: np.ndarray) -> None:
-        start = self.is_start(self.position[: self.B, t], self.segment[: self.B, t])
+        """Write content of token t (after its position); start positions take the start content."""
+        known_t, start = self._start
+        if known_t != t:
+            start = self.is_start(self.position[: self.B, t], self.segment[: self.B, t])
         for half in range(self.halves):
             rows = slice(half * self.B, (half + 1) * self.B)
             value = np.where(start, self.start_content[rows], content) if start.any() else content

@@ -34,9 +34,10 @@ def _overflow_limit(x: np.ndarray, logits: np.ndarray, allowed: np.ndarray, temp
         x[i] = np.where(z == top, 0.0, -np.inf) if np.isinf(top) else (z - top) / temperature
 
 
-def _softmax_rows(x: np.ndarray) -> np.ndarray:
-    """In place: exp(x - row max), rows normalised; rows without a finite id stay all 0."""
-    peak = x.max(axis=1, keepdims=True)
+def _softmax_rows(x: np.ndarray, peak: np.ndarray | None = None) -> np.ndarray:
+    """In place: exp(x - row max), rows normalised; rows without a finite id stay all 0.
+    `peak`: the row maxima [B, 1] when the caller has them."""
+    peak = x.max(axis=1, keepdims=True) if peak is None else peak
     peak[~np.isfinite(peak)] = 0.0
     x -= peak
     np.exp(x, out=x)  # exp(-inf) = 0 for masked ids
@@ -110,22 +111,24 @@ class TokenSampler:
         np.copyto(x, logits)  # float32 -> float64, exact
         x /= self.temperature
         np.logical_not(allowed, out=flag)
-        x[flag] = -np.inf
-        peak = x.max(axis=1)
-        if np.isnan(peak).any():
-            raise DQEdgeError(
-                "the model returned NaN logits", "check the artifact (an fp16 overflow?) or re-export it at fp32"
-            )
-        overflow = np.flatnonzero(peak == np.inf)
-        if len(overflow):
-            _overflow_limit(x, logits, allowed, self.temperature, overflow)
+        np.copyto(x, -np.inf, where=flag)
+        peak = x.max(axis=1, keepdims=True)  # top-k below keeps every row's maximum
+        if not np.isfinite(peak).all():
+            if np.isnan(peak).any():
+                raise DQEdgeError(
+                    "the model returned NaN logits", "check the artifact (an fp16 overflow?) or re-export it at fp32"
+                )
+            overflow = np.flatnonzero(peak[:, 0] == np.inf)
+            if len(overflow):
+                _overflow_limit(x, logits, allowed, self.temperature, overflow)
+                peak = x.max(axis=1, keepdims=True)
         if self.top_k is not None:
             V = x.shape[1]
             kth_index = np.argpartition(x, V - self.top_k, axis=1)[:, V - self.top_k : V - self.top_k + 1]
             kth = np.take_along_axis(x, kth_index, axis=1)  # the k-th largest per row
             np.less(x, kth, out=flag)
             x[flag] = -np.inf
-        _softmax_rows(x)
+        _softmax_rows(x, peak)
         if self.top_p is not None:
             np.logical_not(_top_p_keep(x, self.top_p), out=flag)
             x[flag] = 0.0
