@@ -253,3 +253,76 @@ def test_greedy_generation_follows_teacher_forced_argmax(tr_class):
                 assert int(out.content[b, t + 1]) == int(cl[b, t, : CLASS.n_codes].argmax())
             masks.advance(np.array([pos]))
         assert masks.done[0]
+
+
+# -- the buffered sampler is the straightforward math, bit for bit ---------------------------------
+def _plain_probs(logits, allowed, temperature, top_k, top_p):
+    """The sampling math written plainly (fresh arrays each call): the oracle for TokenSampler."""
+    x = np.where(allowed, logits.astype(np.float64) / temperature, -np.inf)
+    if top_k is not None and top_k < x.shape[1]:
+        kth = -np.partition(-x, top_k - 1, axis=1)[:, top_k - 1 : top_k]
+        x = np.where(x >= kth, x, -np.inf)
+    peak = x.max(axis=1, keepdims=True)
+    p = np.exp(x - np.where(np.isfinite(peak), peak, 0.0))
+    total = p.sum(axis=1, keepdims=True)
+    p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, axis=1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        keep = np.zeros(p.shape, dtype=bool)
+        np.put_along_axis(keep, order, np.cumsum(sorted_p, axis=1) - sorted_p < top_p, axis=1)
+        p = np.where(keep, p, 0.0)
+        total = p.sum(axis=1, keepdims=True)
+        p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    return p
+
+
+def _plain_draw(p, rng, greedy):
+    u = 1.0 - rng.random(p.shape[0])
+    if greedy:
+        return p.argmax(axis=1)
+    cdf = np.cumsum(p, axis=1)
+    return np.minimum((cdf < u[:, None] * cdf[:, -1:]).sum(axis=1), p.shape[1] - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**31 - 1), st.integers(1, 8), st.sampled_from([0.3, 1.0, 2.5]),
+    st.sampled_from([None, 1, 5, 40]), st.sampled_from([None, 0.5, 0.95]), st.booleans(),
+)
+def test_buffered_sampler_is_the_plain_math_exactly(seed, B, temperature, top_k, top_p, greedy):
+    from dq_edge.generation.sampling import TokenSampler
+
+    rng = np.random.default_rng(seed)
+    V = 37
+    sampler = TokenSampler(8, V, temperature, top_k, top_p, greedy)
+    for _ in range(3):  # reuse of the buffers across calls and batch sizes
+        logits = (rng.normal(size=(B, V)) * 4).astype(np.float32)
+        allowed = rng.random((B, V)) < 0.6
+        allowed[:, 0] = True
+        want = _plain_probs(logits, allowed, temperature, top_k, top_p)
+        np.testing.assert_array_equal(sampler.probs(logits, allowed), want)
+        ids = sampler(logits, allowed, make_rng(seed))
+        np.testing.assert_array_equal(ids, _plain_draw(want, make_rng(seed), greedy))
+
+
+# -- extreme but legal values: stable math, not a misleading grammar error ---------------------------
+def test_tiny_temperature_is_greedy_and_huge_guidance_is_finite():
+    be = FakeBackend(CLASS)
+    greedy = generate_tokens(be, CLASS, 3, [0, 1, 2], SamplingParams(greedy=True, seed=4))
+    tiny = generate_tokens(FakeBackend(CLASS), CLASS, 3, [0, 1, 2], SamplingParams(temperature=1e-310, seed=4))
+    np.testing.assert_array_equal(tiny.position, greedy.position)
+    np.testing.assert_array_equal(tiny.content, greedy.content)
+    for scale in (1e39, 1e300):  # float32 would overflow to inf - inf = NaN
+        tb = generate_tokens(FakeBackend(CLASS), CLASS, 2, [0, 1], SamplingParams(cfg_scale=scale, seed=1))
+        decode_batch(CLASS, tb)  # complete, legal sequences
+    p = filtered_probs(np.array([[1.0, 3.0, 3.0, -2.0]], np.float32), np.ones((1, 4), bool), 1e-310, None, None)
+    np.testing.assert_array_equal(p, [[0, 0.5, 0.5, 0]])  # the limit: ties share the mass
+
+
+def test_nan_logits_are_reported_as_such():
+    from dq_edge.errors import DQEdgeError
+
+    logits = np.array([[0.0, np.nan, 1.0]], np.float32)
+    with pytest.raises(DQEdgeError, match="NaN logits"):
+        sample_ids(logits, np.ones(3, bool), make_rng(0))

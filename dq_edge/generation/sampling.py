@@ -26,12 +26,13 @@ def make_rng(seed: int) -> np.random.Generator:
 
 
 def _overflow_limit(x: np.ndarray, logits: np.ndarray, allowed: np.ndarray, temperature: float, rows: np.ndarray) -> None:
-    """Rows whose scaled maximum is +inf: redo them as (z - max z) / T, which cannot overflow
-    upwards; if z itself holds +inf, the +inf ids share the mass."""
+    """Rows whose scaled logits left the float range (a tiny temperature): redo them as
+    (z - max z) / T, whose maximum is 0; if z itself holds +inf, the +inf ids share the mass."""
     for i in rows:
         z = np.where(allowed[i], logits[i].astype(np.float64), -np.inf)
         top = z.max()
-        x[i] = np.where(z == top, 0.0, -np.inf) if np.isinf(top) else (z - top) / temperature
+        with np.errstate(over="ignore"):  # differences / T -> -inf is the intended limit
+            x[i] = np.where(z == top, 0.0, -np.inf) if np.isinf(top) else (z - top) / temperature
 
 
 def _softmax_rows(x: np.ndarray, peak: np.ndarray | None = None) -> np.ndarray:
@@ -109,7 +110,11 @@ class TokenSampler:
         B = logits.shape[0]
         x, flag = self._x[:B], self._flag[:B]
         np.copyto(x, logits)  # float32 -> float64, exact
-        x /= self.temperature
+        if self.temperature >= 1e-30:  # float32 logits / T stay finite
+            x /= self.temperature
+        else:
+            with np.errstate(over="ignore"):  # overflowing rows are redone below
+                x /= self.temperature
         np.logical_not(allowed, out=flag)
         np.copyto(x, -np.inf, where=flag)
         peak = x.max(axis=1, keepdims=True)  # top-k below keeps every row's maximum
@@ -118,7 +123,8 @@ class TokenSampler:
                 raise DQEdgeError(
                     "the model returned NaN logits", "check the artifact (an fp16 overflow?) or re-export it at fp32"
                 )
-            overflow = np.flatnonzero(peak[:, 0] == np.inf)
+            # +inf: scaling overflowed; -inf with an allowed id: every allowed logit underflowed
+            overflow = np.flatnonzero((peak[:, 0] == np.inf) | ((peak[:, 0] == -np.inf) & allowed.any(axis=1)))
             if len(overflow):
                 _overflow_limit(x, logits, allowed, self.temperature, overflow)
                 peak = x.max(axis=1, keepdims=True)
