@@ -326,3 +326,34 @@ def test_nan_logits_are_reported_as_such():
     logits = np.array([[0.0, np.nan, 1.0]], np.float32)
     with pytest.raises(DQEdgeError, match="NaN logits"):
         sample_ids(logits, np.ones(3, bool), make_rng(0))
+
+
+def _plain_allowed(m):
+    """The legal positions recomputed from the grammar state alone (no incremental updates)."""
+    a = np.zeros((len(m.phase), m.vocab), dtype=bool)
+    coarse, fine = m.phase == 0, m.phase == 2
+    a[coarse, : m.nc] = ~m.coarse_used[coarse]
+    a[coarse, m.coarse_eos] = True
+    if m.fixed:
+        for i in np.flatnonzero(fine):
+            if m.fine_todo[i].any():
+                a[i, int(m.fine_todo[i].argmax())] = True
+    else:
+        a[fine, : m.nf] = m.fine_todo[fine]
+    a[fine, m.fine_eos] = ~m.fine_todo[fine].any(axis=1)
+    return a
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.booleans())
+def test_incremental_masks_equal_the_state_recomputed(seed, B, fixed):
+    rng = np.random.default_rng(seed)
+    m = PositionMasks(CLASS, B, CLASS.position_vocab(1), fixed)
+    while not m.done.all():
+        allowed = m.allowed_positions()
+        np.testing.assert_array_equal(allowed, _plain_allowed(m))
+        pos = np.array([
+            CLASS.position_start(1) if m.phase[i] == 1 else (int(rng.choice(np.flatnonzero(allowed[i]))) if allowed[i].any() else 0)
+            for i in range(B)
+        ])
+        m.advance(pos, rng.random(B) < 0.8)  # some samples skip a step

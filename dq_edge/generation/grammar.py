@@ -58,7 +58,8 @@ class PositionMasks:
         return self.phase == DONE
 
     def next_segment(self) -> np.ndarray:
-        return np.where(self.phase == COARSE, SEGMENT_COARSE, SEGMENT_FINE).astype(np.int64)
+        """int64 [B]: the segment of every sample's next token (0 coarse stream, 1 fine)."""
+        return (self.phase != COARSE).astype(np.int64)  # SEGMENT_COARSE = 0, SEGMENT_FINE = 1
 
     def allowed_positions(self) -> np.ndarray:
         """bool [B, position_vocab]: legal next positions (rows not sampling a position: none).
@@ -68,7 +69,11 @@ class PositionMasks:
     def advance(self, position: np.ndarray, active: np.ndarray | None = None) -> None:
         """Record the next token's position of every sample (rows where `active` is False and
         finished rows are skipped). Raises InputError on an illegal position."""
-        active = ~self.done if active is None else (active & ~self.done)
+        active = self.phase != DONE if active is None else (active & (self.phase != DONE))
+        if len(active) == 1:  # one sample: plain scalars are cheaper than index arrays
+            if active[0]:
+                self._advance_one(int(np.asarray(position)[0]))
+            return
         rows = np.flatnonzero(active)
         if len(rows) == 0:
             return
@@ -94,6 +99,28 @@ class PositionMasks:
             self._open_fine_choices(fine_rows)
         for i in rows[~cells]:  # an EOS: the stream ends
             self._end_stream(int(i))
+
+    def _advance_one(self, pos: int) -> None:
+        """`advance` for a batch of one sample (the same rules, row 0)."""
+        phase = self.phase[0]
+        if phase == FINE_START:
+            self._enter_fine(0, pos)
+            return
+        if not (0 <= pos < self.vocab and self._allowed[0, pos]):
+            stream = "coarse" if phase == COARSE else "fine"
+            raise InputError(f"sample 0: position {pos} is not legal in the {stream} stream", _PREFIX_HINT)
+        self._allowed[0, pos] = False
+        if phase == COARSE and pos < self.nc:
+            self.coarse_used[0, pos] = True
+        elif phase == FINE and pos < self.nf:
+            self.fine_todo[0, pos] = False
+            self.todo_count[0] -= 1
+            if self.todo_count[0] == 0:
+                self._allowed[0, self.fine_eos] = True
+            elif self.fixed:
+                self._allowed[0, int(self.fine_todo[0].argmax())] = True
+        else:
+            self._end_stream(0)
 
     def _open_fine_choices(self, rows: np.ndarray) -> None:
         """After a fine cell: the fixed order opens the next cell; a covered row opens the EOS."""

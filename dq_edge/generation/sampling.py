@@ -35,15 +35,18 @@ def _overflow_limit(x: np.ndarray, logits: np.ndarray, allowed: np.ndarray, temp
             x[i] = np.where(z == top, 0.0, -np.inf) if np.isinf(top) else (z - top) / temperature
 
 
-def _softmax_rows(x: np.ndarray, peak: np.ndarray | None = None) -> np.ndarray:
+def _softmax_rows(x: np.ndarray, peak: np.ndarray, finite: bool) -> np.ndarray:
     """In place: exp(x - row max), rows normalised; rows without a finite id stay all 0.
-    `peak`: the row maxima [B, 1] when the caller has them."""
-    peak = x.max(axis=1, keepdims=True) if peak is None else peak
-    peak[~np.isfinite(peak)] = 0.0
+    `peak`: the row maxima [B, 1]; `finite`: whether all of them are finite."""
+    if not finite:
+        peak[~np.isfinite(peak)] = 0.0
     x -= peak
     np.exp(x, out=x)  # exp(-inf) = 0 for masked ids
     total = x.sum(axis=1, keepdims=True)
-    np.divide(x, total, out=x, where=total > 0)
+    if finite:  # every row has an id with exp(0) = 1: total >= 1
+        x /= total
+    else:
+        np.divide(x, total, out=x, where=total > 0)
     return x
 
 
@@ -110,7 +113,9 @@ class TokenSampler:
         B = logits.shape[0]
         x, flag = self._x[:B], self._flag[:B]
         np.copyto(x, logits)  # float32 -> float64, exact
-        if self.temperature >= 1e-30:  # float32 logits / T stay finite
+        if self.temperature == 1.0:
+            pass  # x / 1.0 == x exactly
+        elif self.temperature >= 1e-30:  # float32 logits / T stay finite
             x /= self.temperature
         else:
             with np.errstate(over="ignore"):  # overflowing rows are redone below
@@ -118,7 +123,8 @@ class TokenSampler:
         np.logical_not(allowed, out=flag)
         np.copyto(x, -np.inf, where=flag)
         peak = x.max(axis=1, keepdims=True)  # top-k below keeps every row's maximum
-        if not np.isfinite(peak).all():
+        finite = bool(np.isfinite(peak).all())
+        if not finite:
             if np.isnan(peak).any():
                 raise DQEdgeError(
                     "the model returned NaN logits", "check the artifact (an fp16 overflow?) or re-export it at fp32"
@@ -133,8 +139,8 @@ class TokenSampler:
             kth_index = np.argpartition(x, V - self.top_k, axis=1)[:, V - self.top_k : V - self.top_k + 1]
             kth = np.take_along_axis(x, kth_index, axis=1)  # the k-th largest per row
             np.less(x, kth, out=flag)
-            x[flag] = -np.inf
-        _softmax_rows(x, peak)
+            np.copyto(x, -np.inf, where=flag)
+        _softmax_rows(x, peak, finite)
         if self.top_p is not None:
             np.logical_not(_top_p_keep(x, self.top_p), out=flag)
             x[flag] = 0.0
@@ -150,6 +156,6 @@ class TokenSampler:
             return p.argmax(axis=1)
         cdf = np.cumsum(p, axis=1, out=self._cdf[: p.shape[0]])
         u *= cdf[:, -1]
-        np.less(cdf, u[:, None], out=self._flag[: p.shape[0]])
-        idx = self._flag[: p.shape[0]].sum(axis=1)
-        return np.minimum(idx, p.shape[1] - 1, out=idx)
+        below = np.less(cdf, u[:, None], out=self._flag[: p.shape[0]])
+        # u <= 1 never lets the last cdf entry stay below u * total: the index is <= V - 1
+        return below.sum(axis=1)
