@@ -19,7 +19,8 @@ prefix goes through `backend.prefill` up to the shortest prefix; the remaining p
 are forced step by step, and the grammar starts from the prefix's state.
 
 Memory: token arrays, grammar state and sampler buffers are allocated once per generation;
-a step allocates only [B]-sized index vectors and the guided mix when guidance is on.
+a step allocates only [B]-sized vectors, plus the guided mix with guidance and [B, V] index
+arrays with top-k / top-p.
 """
 
 from __future__ import annotations
