@@ -32,8 +32,10 @@ def _generate():
 
 
 def _graph_seconds(backend) -> float:
+    """Seconds inside the step graphs so far (per-call lists, or running stats with `.total`)."""
     times = backend.stage_times()
-    return sum(sum(times.get(stage, [])) for stage in ("position_step", "content_step", "prefill"))
+    picked = [times[stage] for stage in ("position_step", "content_step", "prefill") if stage in times]
+    return sum(t.total if hasattr(t, "total") else sum(t) for t in picked)
 
 
 class CpuClockedBackend:

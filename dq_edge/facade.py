@@ -36,6 +36,12 @@ class PipelineOutput:
     timings: dict = field(default_factory=dict)  # wall seconds and per-stage seconds of this call
 
 
+def _stage_seconds(backend: Backend) -> dict[str, float]:
+    """Total seconds per stage so far, from either timing format a backend may report (a list
+    of per-call seconds, or running statistics with a `total`)."""
+    return {stage: float(v.total if hasattr(v, "total") else sum(v)) for stage, v in backend.stage_times().items()}
+
+
 def _torch_importable() -> bool:
     try:
         return importlib.util.find_spec("torch") is not None
@@ -111,11 +117,9 @@ class Pipeline:
         per_image = resolve_classes(self.layout, num, [classes] if isinstance(classes, (int, np.integer)) else classes)
         if batch is None:
             batch = max(1, min(num, self.backend.max_batch // guided_rows(1, params.cfg_scale is not None)))
-        before = {stage: len(times) for stage, times in self.backend.stage_times().items()}
+        before = _stage_seconds(self.backend)
         result = generate_images(self.backend, self.layout, RunRequest(num, batch, per_image, params))
-        stages = {
-            stage: round(sum(times[before.get(stage, 0):]), 6) for stage, times in self.backend.stage_times().items()
-        }
+        stages = {stage: round(total - before.get(stage, 0.0), 6) for stage, total in _stage_seconds(self.backend).items()}
         pictures = [Image.fromarray(p) for p in to_uint8(result.images)]
         return PipelineOutput(
             pictures, result.tokens, result.grains, result.codes, {"wall_s": round(result.wall_seconds, 6), "stages_s": stages}

@@ -54,6 +54,6 @@ class Backend(Protocol):
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """codes int64 [b,Hf,Wf] -> image float32 [b,3,H,W] (unclamped)."""
 
-    def stage_times(self) -> dict[str, list[float]]:
-        """Seconds per call of each stage since construction (encoder, dgc, position_step,
-        content_step, prefill, decoder); measured with device events where the device has them."""
+    def stage_times(self) -> dict:
+        """Per-stage call timing (encoder, dgc, position_step, content_step, prefill, decoder)
+        since construction, in the runtime's format; the generator itself never reads it."""
