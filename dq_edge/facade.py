@@ -106,7 +106,8 @@ class Pipeline:
         """`num` images; `classes`: one id, or a list cycled over the images (class models; None
         cycles all classes); `sampling`: any other SamplingParams field (temperature, top_k,
         top_p, top_k_pos, top_p_pos, greedy, cfg_scale, fixed_fine_positions, sampler).
-        Batch i of `batch` images uses seed + i."""
+        `batch`: images per backend run (default: as many as the backend holds; one with the
+        official sampler, which pads a batch's coarse streams to the longest). Batch i uses seed + i."""
         from PIL import Image
 
         from dq_edge.runtime.images import to_uint8
@@ -115,8 +116,9 @@ class Pipeline:
         params = SamplingParams(seed=seed, **sampling)
         params.validate()
         per_image = resolve_classes(self.layout, num, [classes] if isinstance(classes, (int, np.integer)) else classes)
-        if batch is None:
-            batch = max(1, min(num, self.backend.max_batch // guided_rows(1, params.cfg_scale is not None)))
+        if batch is None:  # the official sampler pads a batch's coarse streams: one image at a time
+            rows_per_image = guided_rows(1, params.cfg_scale is not None)
+            batch = 1 if params.sampler == "official" else max(1, min(num, self.backend.max_batch // rows_per_image))
         before = _stage_seconds(self.backend)
         result = generate_images(self.backend, self.layout, RunRequest(num, batch, per_image, params))
         stages = {stage: round(total - before.get(stage, 0.0), 6) for stage, total in _stage_seconds(self.backend).items()}

@@ -102,8 +102,9 @@ def run_command(
     layout = opened.layout
     per_image_classes = resolve_classes(layout, num, [cls] if cls is not None else class_list)
     complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
-    if batch is None:  # guidance runs two backend rows per image
-        batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
+    if batch is None:  # guidance runs two backend rows per image; the official sampler one image
+        # at a time (it pads each batch's coarse streams to the longest, which can overrun the cache)
+        batch = 1 if sampler == "official" else max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
     request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
