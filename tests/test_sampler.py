@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -357,3 +359,64 @@ def test_incremental_masks_equal_the_state_recomputed(seed, B, fixed):
             for i in range(B)
         ])
         m.advance(pos, rng.random(B) < 0.8)  # some samples skip a step
+
+
+def _plain_generate(be, layout, B, classes, params):
+    """The generation loop written plainly (fresh arrays, per-sample state, plain sampling math):
+    what the buffered generator must reproduce token for token (no prefix, no guidance)."""
+    nc, nf, K, L = layout.n_coarse, layout.n_fine, layout.n_codes, layout.max_length
+    cls = np.asarray(classes)
+    content, position, segment = np.full((B, L), K), np.full((B, L), nf), np.ones((B, L), np.int64)
+    content[:, 0], position[:, 0], segment[:, 0] = K + 2 + cls, nc + 2 + cls, 0
+    phase, used, todo = np.zeros(B, int), np.zeros((B, nc), bool), np.zeros((B, nf), bool)
+    region = (np.arange(nf) // layout.fine_hw[1] // 2) * layout.coarse_hw[1] + np.arange(nf) % layout.fine_hw[1] // 2
+    rng, lengths, t = make_rng(params.seed), np.zeros(B, np.int64), 0
+    be.begin(B)
+    logits = be.position_step(content[:, 0], position[:, 0], segment[:, 0], 0)
+    code_mask = np.zeros(layout.content_vocab, bool)
+    code_mask[:K] = True
+    while True:
+        active, seg = phase != 3, (phase != 0).astype(np.int64)
+        m = SimpleNamespace(phase=phase, vocab=logits.shape[1], nc=nc, nf=nf, coarse_used=used, fine_todo=todo,
+                            coarse_eos=nc + 1, fine_eos=nf + 1, fixed=params.fixed_fine_positions)
+        probs = _plain_probs(logits, _plain_allowed(m), params.temperature, params.top_k_pos, params.top_p_pos)
+        pos = _plain_draw(probs, rng, params.greedy)
+        pos = np.where(phase == 1, nf + 2 + cls, pos)
+        for i in np.flatnonzero(active):
+            p = int(pos[i])
+            if phase[i] == 0 and p == nc + 1:
+                phase[i], todo[i] = 1, ~used[i][region]
+            elif phase[i] == 0:
+                used[i, p] = True
+            elif phase[i] == 1:
+                phase[i] = 2
+            elif p == nf + 1:
+                phase[i] = 3
+            else:
+                todo[i, p] = False
+        position[active, t + 1], segment[active, t + 1] = pos[active], seg[active]
+        c_logits = be.content_step(position[:, t + 1], segment[:, t + 1], t)
+        probs = _plain_probs(c_logits, np.broadcast_to(code_mask, c_logits.shape), params.temperature, params.top_k, params.top_p)
+        con = _plain_draw(probs, rng, params.greedy)
+        grid = np.where(seg == 0, nc, nf)
+        con = np.where(pos < grid, con, np.where(pos == grid + 1, K + 1, K + 2 + cls))
+        content[active, t + 1] = con[active]
+        lengths[active & (phase == 3)] = t + 2
+        if (phase == 3).all():
+            break
+        t += 1
+        logits = be.position_step(content[:, t], position[:, t], segment[:, t], t)
+    T = int(lengths.max())
+    return content[:, :T], position[:, :T], segment[:, :T], lengths
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.booleans(),
+       st.sampled_from([dict(), dict(top_k=3, top_p_pos=0.9), dict(temperature=0.5, top_k_pos=4, top_p=0.8), dict(greedy=True)]))
+def test_generator_reproduces_the_plain_loop_exactly(seed, B, fixed, kw):
+    classes = list(np.random.default_rng(seed).integers(0, 3, B))
+    params = SamplingParams(seed=seed, fixed_fine_positions=fixed, **kw)
+    got = generate_tokens(FakeBackend(CLASS), CLASS, B, classes, params)
+    want = _plain_generate(FakeBackend(CLASS), CLASS, B, classes, params)
+    for a, b in zip((got.content, got.position, got.segment, got.lengths), want):
+        np.testing.assert_array_equal(a, b)
