@@ -123,7 +123,7 @@ def sampled_generation(backend, layout, batch: int, decode: Callable[[np.ndarray
     what `dq-edge run` costs, including the loop's numpy work that token replay leaves out."""
     import time
 
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.sequences import decode_batch
 
     classes = None if layout.n_classes == 0 else [i % layout.n_classes for i in range(batch)]  # no guidance

@@ -57,17 +57,10 @@ def fine_cell_mask(layout: TokenLayout, grain: np.ndarray) -> np.ndarray:
 
 
 def _check_class(layout: TokenLayout, cls: int | None) -> None:
-    if layout.n_classes == 0:
-        if cls is not None:
-            raise InputError("class given for an unconditional model", "omit the class")
-        return
-    if cls is None:
-        raise InputError("a class-conditional model needs a class per sample", "pass classes")
-    if not 0 <= cls < layout.n_start_tokens:
-        raise InputError(
-            f"class {cls} out of range 0..{layout.n_start_tokens - 1}",
-            "pass a class id the model was trained with",
-        )
+    """One sample's class id, by the one class validator (the null class is a valid start)."""
+    from dq_edge.generation.requests import check_classes  # lazy: dq_edge.generation imports this module
+
+    check_classes(layout, None if cls is None else [cls], 1, allow_null=True)
 
 
 def encode_tokens(

@@ -157,7 +157,7 @@ step ort_gpu_vs_cpu 150 python - "$EXP" "$OUT/ort_gpu_vs_cpu.json" <<'PY'
 import json, sys, time
 import numpy as np
 from dq_edge.export.manifest import load_export
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
+from dq_edge.generation import SamplingParams, generate_tokens
 from dq_edge.runtime.ort_backend import OrtBackend, provider_available
 
 class Rec:

@@ -26,7 +26,7 @@ if [ -n "${DQ_EDGE_ENGINE:-}" ]; then
   echo "using $DQ_EDGE_ENGINE"
 else
   python - <<'PY'
-from dq_edge.runtime.default_model import ensure_default_export
+from dq_edge.cli.first_use_export import ensure_default_export
 
 folder, exported = ensure_default_export("fp32")
 print(("exported to " if exported else "cached at ") + str(folder))

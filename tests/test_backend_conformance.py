@@ -21,7 +21,7 @@ from engines_fakes import FakeDevice, FakeLoader, Recorder, fake_engine_folder, 
 
 import export_helpers
 from dq_edge.export.manifest import load_export
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
+from dq_edge.generation import SamplingParams, generate_tokens
 from dq_edge.runtime.ort_backend import OrtBackend
 from dq_edge.sequences import TokenBatch
 

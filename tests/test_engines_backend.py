@@ -15,7 +15,7 @@ import pytest
 from dq_edge.engines.trt_backend import TrtBackend, slot_name
 from dq_edge.errors import ArtifactMismatchError, ConfigError, InputError
 from dq_edge.graph_io import activation_dtype, graph_specs
-from dq_edge.runtime.backend import Backend
+from dq_edge.generation.backend import Backend
 from engines_fakes import DIMS, FakeDevice, FakeLoader, fake_engine_folder, fake_export, row_value, toy_compute
 
 H, D, L = DIMS.heads, DIMS.head_dim, DIMS.max_length
@@ -221,10 +221,10 @@ def test_refuses_wrong_precision_request(tmp_path):
 
 
 def test_shared_loop_drives_trt_backend_like_the_ort_backend(tmp_path):
-    """The one loop (dq_edge.runtime.loop) on TrtBackend (fake device, engines = the real ONNX step
+    """The one generator (dq_edge.generation) on TrtBackend (fake device, engines = the real ONNX step
     graphs run by ONNX Runtime) and on OrtBackend: same logits at every step, same tokens."""
     from dq_edge.engines.plan import export_source
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend
     from engines_fakes import Recorder, ort_compute, probe_export
 

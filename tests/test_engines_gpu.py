@@ -41,7 +41,7 @@ def test_build_writes_plans_manifest_and_timing_cache(engines):
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_trt_backend_matches_ort_through_the_loop(engines, cuda_graph):
     from dq_edge.engines.trt_backend import TrtBackend
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend
 
     source, report = engines
@@ -110,7 +110,7 @@ def test_tiny_model_engines_match_ort(tmp_path, precision, atol):
     from dq_edge.cli.main import main
     from dq_edge.engines.build import build_engines
     from dq_edge.engines.trt_backend import TrtBackend
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend
 
     source = export_source(tiny_export(), precision)
@@ -134,7 +134,7 @@ def test_tiny_model_engines_match_ort(tmp_path, precision, atol):
 @pytest.mark.parametrize("provider", ["cuda", "trt"])
 def test_ort_gpu_providers_match_ort_cpu_through_the_loop(engines, provider):
     """Audit C1 on the real thing: every logits array of ORT-CUDA / ORT-TensorRT EP equals ORT-CPU's."""
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.ort_backend import OrtBackend, provider_available
 
     if not provider_available(provider):

@@ -23,7 +23,7 @@ from dq_edge.engines.compare import compare_graphs
 from dq_edge.engines.plan import BuildOptions, export_source
 from dq_edge.engines.trt_backend import TrtBackend
 from dq_edge.graph_io import GRAPH_NAMES, graph_specs
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
+from dq_edge.generation import SamplingParams, generate_tokens
 from dq_edge.runtime.ort_backend import OrtBackend
 from dq_edge.sequences import TokenBatch, encode_batch
 

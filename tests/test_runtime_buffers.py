@@ -63,7 +63,7 @@ def test_real_export_generation_never_moves_buffers():
     changes address, and every bound OrtValue points into one of the preallocated buffers."""
     import export_helpers
     from dq_edge.export.manifest import load_export
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
 
     info = load_export(export_helpers.tiny_export(), "fp32")
     backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, threads=1)
@@ -97,8 +97,8 @@ def test_gpu_provider_steps_read_what_the_host_wrote(monkeypatch, provider):
     from ort_fakes import fake_gpu_ort
 
     from dq_edge.export.manifest import load_export
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime import ort_backend
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
     from dq_edge.sequences import TokenBatch
 
     info = load_export(export_helpers.tiny_export(), "fp32")

@@ -9,7 +9,7 @@ import pytest
 
 import export_helpers
 from dq_edge.cli.main import main
-from dq_edge.errors import InputError, UsageError
+from dq_edge.errors import InputError
 from dq_edge.runtime.pipeline import resolve_classes
 from dq_edge.tokens import TokenLayout
 from runtime_fixtures import copy_export
@@ -75,7 +75,7 @@ def test_not_an_export_folder(tmp_path, capsys):
 def test_batch_above_exported_max(tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, "--engine", str(export_helpers.tiny_export()), "--batch", str(export_helpers.MAX_BATCH + 1), "--out", str(out))
-    assert_one_line_error(code, err, f"exported maximum of {export_helpers.MAX_BATCH}")
+    assert_one_line_error(code, err, f"maximum of {export_helpers.MAX_BATCH}")
     assert_no_output(tmp_path, out)
 
 
@@ -86,12 +86,10 @@ def test_class_on_unconditional_model(tmp_path, capsys):
 
 def test_class_out_of_range():
     layout = TokenLayout(n_codes=8, coarse_hw=(2, 2), fine_hw=(4, 4), n_classes=3, null_class=True)
-    assert resolve_classes(layout, 4, None, [2, 0]) == (2, 0, 2, 0)
-    assert resolve_classes(layout, 4, None, None) == (0, 1, 2, 0)
+    assert resolve_classes(layout, 4, [2, 0]) == (2, 0, 2, 0)
+    assert resolve_classes(layout, 4, None) == (0, 1, 2, 0)
     with pytest.raises(InputError, match=r"class id 3 is out of range for this model \(0..2\)"):
-        resolve_classes(layout, 2, 3, None)  # the null class is not a user class
-    with pytest.raises(UsageError):
-        resolve_classes(layout, 2, 1, [1])
+        resolve_classes(layout, 2, [3])  # the null class is not a user class
 
 
 @pytest.mark.parametrize("backend, needle", [("ort-cuda", "onnxruntime-gpu"), ("ort-trt", "onnxruntime-gpu"), ("trt", "build-engine")])
@@ -126,7 +124,7 @@ def test_usage_errors(tmp_path, capsys):
     code, err = run(capsys, "--engine", engine, "--classes", "1,x", "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err, "comma-separated integers", exit_code=2)
     code, err = run(capsys, "--engine", engine, "--top-p", "1.5", "--out", str(tmp_path / "o"))
-    assert_one_line_error(code, err, "top-p must be in (0, 1]")
+    assert_one_line_error(code, err, "--top-p must be in (0, 1]", exit_code=2)
     code, err = run(capsys, "--engine", engine, "--complete", str(tmp_path / "none.png"), "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err, "does not exist")
     assert not (tmp_path / "o").exists()

@@ -12,7 +12,7 @@ import pytest
 
 import export_helpers
 from dq_edge.export.manifest import load_export
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
+from dq_edge.generation import SamplingParams, generate_tokens
 from dq_edge.runtime.ort_backend import OrtBackend
 from dq_edge.runtime.pipeline import RunRequest, generate_images
 from runtime_fixtures import class_export, class_model_folder
@@ -50,7 +50,7 @@ def _assert_same_tokens(a, b):
     ids=["plain", "topk-topp", "greedy"],
 )
 def test_generate_matches_torch_sampler(params):
-    from dq_edge.models.generate import generate
+    from dq_edge.models.torch_generate import generate
     from dq_edge.models.transformer import load_transformer
 
     tr = load_transformer(export_helpers.tiny_model_folder())

@@ -56,12 +56,13 @@ def test_engine_folder_without_tensorrt(tmp_path):
 def test_model_folders_exported_once_into_the_cache(monkeypatch, tmp_path, capsys):
     """The shipped model and `--engine MODEL_FOLDER` share the cache: exported once, reused,
     exported again only when the cached copy is damaged."""
+    from dq_edge.cli import first_use_export
     from dq_edge.cli.main import main
     from dq_edge.runtime import default_model
 
     monkeypatch.setattr(default_model, "SHIPPED_MODEL", tmp_path / "nothing")
     with pytest.raises(ConfigError, match="no shipped model") as info:
-        default_model.ensure_default_export("fp32")
+        first_use_export.ensure_default_export("fp32")
     assert "--engine" in info.value.one_line()
 
     model = export_helpers.tiny_model_folder()
@@ -75,12 +76,12 @@ def test_model_folders_exported_once_into_the_cache(monkeypatch, tmp_path, capsy
 
     assert "exported " in run_cli("o1")
     monkeypatch.setattr(default_model, "SHIPPED_MODEL", model)
-    folder, exported = default_model.ensure_default_export("fp32")
+    folder, exported = first_use_export.ensure_default_export("fp32")
     assert not exported and folder.parent.parent == tmp_path / "cache" and (folder / "manifest.json").is_file()
     with open(folder / "decoder.fp32.onnx", "ab") as fh:  # a damaged cache is exported again
         fh.write(b"x")
-    assert default_model.ensure_default_export("fp32") == (folder, True)
-    assert default_model.cached_export_ok(folder, "fp32")
+    assert first_use_export.ensure_default_export("fp32") == (folder, True)
+    assert first_use_export.cached_export_ok(folder, "fp32")
     assert "exported " not in run_cli("o2")
 
 

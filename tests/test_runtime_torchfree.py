@@ -69,7 +69,7 @@ def test_run_without_torch(tmp_path, precision):
     # the same tokens as the runtime in this process (which may have torch loaded)
     from dq_edge.runtime.pipeline import RunRequest, generate_images
     from dq_edge.runtime.session import open_runtime
-    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.generation import SamplingParams
 
     opened = open_runtime(export, "ort-cpu", precision, threads=1)
     ref = generate_images(opened.backend, opened.layout, RunRequest(3, 2, None, SamplingParams(seed=4)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -13,9 +15,9 @@ from dq_edge.models import generate  # the public API (a callable module)
 from dq_edge.models.kv_steps import transformer_dims
 from dq_edge.models.torch_backend import TorchBackend
 from dq_edge.models.transformer import build_transformer
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
-from dq_edge.runtime.masks import PositionMasks
-from dq_edge.runtime.sampling import filtered_probs, make_rng, sample_ids
+from dq_edge.generation import SamplingParams, generate_tokens
+from dq_edge.generation.grammar import PositionMasks
+from dq_edge.generation.sampling import filtered_probs, make_rng, sample_ids
 from dq_edge.sequences import decode_batch, decode_tokens, encode_tokens, pad_sequences
 from dq_edge.tokens import TokenLayout
 from torch_threads import single_torch_thread  # noqa: F401 (autouse fixture)
@@ -182,7 +184,7 @@ def test_loop_errors():
         generate_tokens(be, CLASS, 1, [3])
     with pytest.raises(InputError, match="class-conditional"):
         generate_tokens(be, CLASS, 1, None)
-    with pytest.raises(InputError, match="maximum batch"):
+    with pytest.raises(InputError, match="maximum of 4"):
         generate_tokens(be, CLASS, 3, [0, 1, 2], SamplingParams(cfg_scale=2.0))
     with pytest.raises(InputError, match="null class"):
         generate_tokens(FakeBackend(UNCOND), UNCOND, 1, None, SamplingParams(cfg_scale=2.0))
@@ -253,3 +255,168 @@ def test_greedy_generation_follows_teacher_forced_argmax(tr_class):
                 assert int(out.content[b, t + 1]) == int(cl[b, t, : CLASS.n_codes].argmax())
             masks.advance(np.array([pos]))
         assert masks.done[0]
+
+
+# -- the buffered sampler is the straightforward math, bit for bit ---------------------------------
+def _plain_probs(logits, allowed, temperature, top_k, top_p):
+    """The sampling math written plainly (fresh arrays each call): the oracle for TokenSampler."""
+    x = np.where(allowed, logits.astype(np.float64) / temperature, -np.inf)
+    if top_k is not None and top_k < x.shape[1]:
+        kth = -np.partition(-x, top_k - 1, axis=1)[:, top_k - 1 : top_k]
+        x = np.where(x >= kth, x, -np.inf)
+    peak = x.max(axis=1, keepdims=True)
+    p = np.exp(x - np.where(np.isfinite(peak), peak, 0.0))
+    total = p.sum(axis=1, keepdims=True)
+    p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, axis=1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        keep = np.zeros(p.shape, dtype=bool)
+        np.put_along_axis(keep, order, np.cumsum(sorted_p, axis=1) - sorted_p < top_p, axis=1)
+        p = np.where(keep, p, 0.0)
+        total = p.sum(axis=1, keepdims=True)
+        p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    return p
+
+
+def _plain_draw(p, rng, greedy):
+    u = 1.0 - rng.random(p.shape[0])
+    if greedy:
+        return p.argmax(axis=1)
+    cdf = np.cumsum(p, axis=1)
+    return np.minimum((cdf < u[:, None] * cdf[:, -1:]).sum(axis=1), p.shape[1] - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**31 - 1), st.integers(1, 8), st.sampled_from([0.3, 1.0, 2.5]),
+    st.sampled_from([None, 1, 5, 40]), st.sampled_from([None, 0.5, 0.95]), st.booleans(),
+)
+def test_buffered_sampler_is_the_plain_math_exactly(seed, B, temperature, top_k, top_p, greedy):
+    from dq_edge.generation.sampling import TokenSampler
+
+    rng = np.random.default_rng(seed)
+    V = 37
+    sampler = TokenSampler(8, V, temperature, top_k, top_p, greedy)
+    for _ in range(3):  # reuse of the buffers across calls and batch sizes
+        logits = (rng.normal(size=(B, V)) * 4).astype(np.float32)
+        allowed = rng.random((B, V)) < 0.6
+        allowed[:, 0] = True
+        want = _plain_probs(logits, allowed, temperature, top_k, top_p)
+        np.testing.assert_array_equal(sampler.probs(logits, allowed), want)
+        ids = sampler(logits, allowed, make_rng(seed))
+        np.testing.assert_array_equal(ids, _plain_draw(want, make_rng(seed), greedy))
+
+
+# -- extreme but legal values: stable math, not a misleading grammar error ---------------------------
+def test_tiny_temperature_is_greedy_and_huge_guidance_is_finite():
+    be = FakeBackend(CLASS)
+    greedy = generate_tokens(be, CLASS, 3, [0, 1, 2], SamplingParams(greedy=True, seed=4))
+    tiny = generate_tokens(FakeBackend(CLASS), CLASS, 3, [0, 1, 2], SamplingParams(temperature=1e-310, seed=4))
+    np.testing.assert_array_equal(tiny.position, greedy.position)
+    np.testing.assert_array_equal(tiny.content, greedy.content)
+    for scale in (1e39, 1e300):  # float32 would overflow to inf - inf = NaN
+        tb = generate_tokens(FakeBackend(CLASS), CLASS, 2, [0, 1], SamplingParams(cfg_scale=scale, seed=1))
+        decode_batch(CLASS, tb)  # complete, legal sequences
+    p = filtered_probs(np.array([[1.0, 3.0, 3.0, -2.0]], np.float32), np.ones((1, 4), bool), 1e-310, None, None)
+    np.testing.assert_array_equal(p, [[0, 0.5, 0.5, 0]])  # the limit: ties share the mass
+
+
+def test_nan_logits_are_reported_as_such():
+    from dq_edge.errors import DQEdgeError
+
+    logits = np.array([[0.0, np.nan, 1.0]], np.float32)
+    with pytest.raises(DQEdgeError, match="NaN logits"):
+        sample_ids(logits, np.ones(3, bool), make_rng(0))
+
+
+def _plain_allowed(m):
+    """The legal positions recomputed from the grammar state alone (no incremental updates)."""
+    a = np.zeros((len(m.phase), m.vocab), dtype=bool)
+    coarse, fine = m.phase == 0, m.phase == 2
+    a[coarse, : m.nc] = ~m.coarse_used[coarse]
+    a[coarse, m.coarse_eos] = True
+    if m.fixed:
+        for i in np.flatnonzero(fine):
+            if m.fine_todo[i].any():
+                a[i, int(m.fine_todo[i].argmax())] = True
+    else:
+        a[fine, : m.nf] = m.fine_todo[fine]
+    a[fine, m.fine_eos] = ~m.fine_todo[fine].any(axis=1)
+    return a
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.booleans())
+def test_incremental_masks_equal_the_state_recomputed(seed, B, fixed):
+    rng = np.random.default_rng(seed)
+    m = PositionMasks(CLASS, B, CLASS.position_vocab(1), fixed)
+    while not m.done.all():
+        allowed = m.allowed_positions()
+        np.testing.assert_array_equal(allowed, _plain_allowed(m))
+        pos = np.array([
+            CLASS.position_start(1) if m.phase[i] == 1 else (int(rng.choice(np.flatnonzero(allowed[i]))) if allowed[i].any() else 0)
+            for i in range(B)
+        ])
+        m.advance(pos, rng.random(B) < 0.8)  # some samples skip a step
+
+
+def _plain_generate(be, layout, B, classes, params):
+    """The generation loop written plainly (fresh arrays, per-sample state, plain sampling math):
+    what the buffered generator must reproduce token for token (no prefix, no guidance)."""
+    nc, nf, K, L = layout.n_coarse, layout.n_fine, layout.n_codes, layout.max_length
+    cls = np.asarray(classes)
+    content, position, segment = np.full((B, L), K), np.full((B, L), nf), np.ones((B, L), np.int64)
+    content[:, 0], position[:, 0], segment[:, 0] = K + 2 + cls, nc + 2 + cls, 0
+    phase, used, todo = np.zeros(B, int), np.zeros((B, nc), bool), np.zeros((B, nf), bool)
+    region = (np.arange(nf) // layout.fine_hw[1] // 2) * layout.coarse_hw[1] + np.arange(nf) % layout.fine_hw[1] // 2
+    rng, lengths, t = make_rng(params.seed), np.zeros(B, np.int64), 0
+    be.begin(B)
+    logits = be.position_step(content[:, 0], position[:, 0], segment[:, 0], 0)
+    code_mask = np.zeros(layout.content_vocab, bool)
+    code_mask[:K] = True
+    while True:
+        active, seg = phase != 3, (phase != 0).astype(np.int64)
+        m = SimpleNamespace(phase=phase, vocab=logits.shape[1], nc=nc, nf=nf, coarse_used=used, fine_todo=todo,
+                            coarse_eos=nc + 1, fine_eos=nf + 1, fixed=params.fixed_fine_positions)
+        probs = _plain_probs(logits, _plain_allowed(m), params.temperature, params.top_k_pos, params.top_p_pos)
+        pos = _plain_draw(probs, rng, params.greedy)
+        pos = np.where(phase == 1, nf + 2 + cls, pos)
+        for i in np.flatnonzero(active):
+            p = int(pos[i])
+            if phase[i] == 0 and p == nc + 1:
+                phase[i], todo[i] = 1, ~used[i][region]
+            elif phase[i] == 0:
+                used[i, p] = True
+            elif phase[i] == 1:
+                phase[i] = 2
+            elif p == nf + 1:
+                phase[i] = 3
+            else:
+                todo[i, p] = False
+        position[active, t + 1], segment[active, t + 1] = pos[active], seg[active]
+        c_logits = be.content_step(position[:, t + 1], segment[:, t + 1], t)
+        probs = _plain_probs(c_logits, np.broadcast_to(code_mask, c_logits.shape), params.temperature, params.top_k, params.top_p)
+        con = _plain_draw(probs, rng, params.greedy)
+        grid = np.where(seg == 0, nc, nf)
+        con = np.where(pos < grid, con, np.where(pos == grid + 1, K + 1, K + 2 + cls))
+        content[active, t + 1] = con[active]
+        lengths[active & (phase == 3)] = t + 2
+        if (phase == 3).all():
+            break
+        t += 1
+        logits = be.position_step(content[:, t], position[:, t], segment[:, t], t)
+    T = int(lengths.max())
+    return content[:, :T], position[:, :T], segment[:, :T], lengths
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.booleans(),
+       st.sampled_from([dict(), dict(top_k=3, top_p_pos=0.9), dict(temperature=0.5, top_k_pos=4, top_p=0.8), dict(greedy=True)]))
+def test_generator_reproduces_the_plain_loop_exactly(seed, B, fixed, kw):
+    classes = list(np.random.default_rng(seed).integers(0, 3, B))
+    params = SamplingParams(seed=seed, fixed_fine_positions=fixed, **kw)
+    got = generate_tokens(FakeBackend(CLASS), CLASS, B, classes, params)
+    want = _plain_generate(FakeBackend(CLASS), CLASS, B, classes, params)
+    for a, b in zip((got.content, got.position, got.segment, got.lengths), want):
+        np.testing.assert_array_equal(a, b)

@@ -96,5 +96,5 @@ def test_class_checks():
     codes = np.zeros((4, 4), dtype=np.int64)
     with pytest.raises(InputError, match="out of range"):
         encode_tokens(CLASS, g, codes, cls=CLASS.n_start_tokens)
-    with pytest.raises(InputError, match="needs a class"):
+    with pytest.raises(InputError, match="class-conditional"):
         encode_tokens(CLASS, g, codes)

@@ -47,22 +47,22 @@ def test_sample_writes_images_grid_tokens(model_dirs, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "which, extra, needle",
+    "which, extra, needle, code",
     [
-        ("cls", ["--class", "7"], "out of range"),
-        ("unc", ["--cfg-scale", "2"], "cfg-scale"),
-        ("unc", ["--top-k", "0"], "top-k"),
-        ("unc", ["--top-p", "1.5"], "top-p"),
-        ("unc", ["--top-p-pos", "0"], "top-p-pos"),
-        ("unc", ["--class", "1"], "unconditional"),
+        ("cls", ["--class", "7"], "out of range", 1),
+        ("unc", ["--cfg-scale", "2"], "guidance needs a class-conditional model", 1),
+        ("unc", ["--top-k", "0"], "--top-k", 2),  # a bad flag value is a usage error
+        ("unc", ["--top-p", "1.5"], "--top-p", 2),
+        ("unc", ["--top-p-pos", "0"], "--top-p-pos", 2),
+        ("unc", ["--class", "1"], "unconditional", 1),
     ],
 )
-def test_sample_bad_input(model_dirs, tmp_path, capsys, which, extra, needle):
+def test_sample_bad_input(model_dirs, tmp_path, capsys, which, extra, needle, code):
     folder = model_dirs[0] if which == "cls" else model_dirs[1]
     out = tmp_path / "bad"
     rc = main(["sample", str(folder), "--num", "1", "--out", str(out), "--quiet", *extra])
     err = capsys.readouterr().err
-    assert rc == 1, err
+    assert rc == code, err
     assert err.startswith("error:") and needle in err and "Traceback" not in err
     assert not out.exists()
 

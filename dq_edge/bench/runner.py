@@ -14,13 +14,9 @@ from dq_edge.bench.stages import BenchSettings, bench_backend
 def resolve_folder(engine: Path | None, precision: str | None) -> Path:
     """Export/engine folder to bench: as given, or (like `dq-edge run`) a model folder or the
     shipped model exported once into the cache."""
-    from dq_edge.runtime.default_model import ensure_default_export, ensure_export, is_model_folder  # noqa: PLC0415
+    from dq_edge.cli.first_use_export import resolve_engine_folder  # noqa: PLC0415
 
-    if engine is None:
-        return ensure_default_export(precision or "fp32")[0]
-    if is_model_folder(engine):
-        return ensure_export(engine, precision or "fp32")[0]
-    return engine
+    return resolve_engine_folder(engine, precision)[0]
 
 
 def device_used_bytes() -> int | None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from dq_edge.bench.timing import Stats, measure
 from dq_edge.errors import DQEdgeError
-from dq_edge.runtime.backend import Backend
+from dq_edge.generation.backend import Backend
 from dq_edge.sequences import TokenBatch, encode_batch
 from dq_edge.tokens import SEGMENT_COARSE, SEGMENT_FINE, TokenLayout
 

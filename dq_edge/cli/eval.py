@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dq_edge.cli import sampling_options as opt
+
 
 def _progress_run(fn, label: str, threads: int | None = None, **kwargs):
     if threads:
@@ -79,11 +81,16 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(..., "--data", help="Real images: emoji64 | fmnist | image folder."),
         split: str = typer.Option("train", "--split"),
         num: int = typer.Option(100, "--num", help="Number of generated and of real images."),
-        seed: int = typer.Option(0, "--seed"),
-        temperature: float = typer.Option(None, "--temperature", help="Sampling (model sources only)."),
-        top_k: int = typer.Option(None, "--top-k"),
-        top_p: float = typer.Option(None, "--top-p"),
-        cfg_scale: float = typer.Option(None, "--cfg-scale", help="Classifier-free guidance (class models trained with class dropout)."),
+        seed: opt.Seed = 0,
+        temperature: opt.Temperature = 1.0,
+        top_k: opt.TopK = None,
+        top_p: opt.TopP = None,
+        top_k_pos: opt.TopKPos = None,
+        top_p_pos: opt.TopPPos = None,
+        cfg_scale: opt.CfgScale = None,
+        greedy: opt.Greedy = False,
+        fixed_fine_positions: opt.FixedFinePositions = False,
+        sampler: opt.Sampler = "dq-edge",
         threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is faster on a busy machine)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
     ) -> None:
@@ -91,7 +98,12 @@ def register(app: typer.Typer) -> None:
         from dq_edge.errors import UsageError
         from dq_edge.eval.run import eval_gen
 
-        sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "cfg_scale": cfg_scale}
+        params = opt.sampling_params(  # sampling flags apply to model sources
+            seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
+        )
+        defaults = opt.sampling_params()
+        # only what differs from the defaults: recorded in the report and its command line
+        sampling = {k: v for k, v in params.to_dict().items() if k != "seed" and v != getattr(defaults, k)}
         if num < 2:
             raise UsageError("--num must be at least 2 for FID/KID", "use --num 100 or more for meaningful numbers")
         _check_report_paths(out, source, data)

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from dq_edge.cli import sampling_options as opt
 from dq_edge.cli.generation_output import generate_with_progress, read_declared_layout, write_generation
 from dq_edge.cli.output_claim import Overwrite, claim_cli_output
 from dq_edge.errors import UsageError
@@ -43,14 +44,16 @@ def run_command(
     batch: Optional[int] = typer.Option(None, "--batch", help="Images generated together (default: as many as the export allows, <= --num)."),
     cls: Optional[int] = typer.Option(None, "--class", help="Class id for every image (class-conditional models)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class ids, cycled over the images."),
-    seed: int = typer.Option(0, "--seed", help="Seed; chunk i of --batch images uses seed + i."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (content and positions)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k for content tokens."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p for content tokens."),
-    top_k_pos: Optional[int] = typer.Option(None, "--top-k-pos", help="Top-k for positions."),
-    top_p_pos: Optional[float] = typer.Option(None, "--top-p-pos", help="Top-p for positions."),
-    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Classifier-free guidance scale (models with a null class)."),
-    greedy: bool = typer.Option(False, "--greedy", help="Argmax instead of sampling."),
+    seed: opt.Seed = 0,
+    temperature: opt.Temperature = 1.0,
+    top_k: opt.TopK = None,
+    top_p: opt.TopP = None,
+    top_k_pos: opt.TopKPos = None,
+    top_p_pos: opt.TopPPos = None,
+    cfg_scale: opt.CfgScale = None,
+    greedy: opt.Greedy = False,
+    fixed_fine_positions: opt.FixedFinePositions = False,
+    sampler: opt.Sampler = "dq-edge",
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
@@ -62,8 +65,8 @@ def run_command(
     from rich.console import Console
 
     from dq_edge.runtime import images as img
-    from dq_edge.runtime.default_model import cache_root, ensure_default_export, ensure_export, is_model_folder, shipped_model_folder
-    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.cli.first_use_export import resolve_engine_folder
+    from dq_edge.runtime.default_model import cache_root, is_model_folder, shipped_model_folder
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
     from dq_edge.runtime.session import open_runtime
     from dq_edge.runtime.summary import build_summary
@@ -72,15 +75,20 @@ def run_command(
     class_list = _parse_classes(classes)
     if complete is None and keep_ratio != 0.5:
         raise UsageError("--keep-ratio only applies with --complete IMAGE")
-    params = SamplingParams(
-        seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos,
-        top_p_pos=top_p_pos, cfg_scale=cfg_scale, greedy=greedy,
+    if cls is not None and class_list:
+        raise UsageError("--class and --classes are exclusive", "pass one of them")
+    if complete is not None and sampler == "official":
+        raise UsageError("--complete needs the dq-edge sampler", "omit --sampler official")
+    params = opt.sampling_params(
+        seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
     )
-    params.validate()
+    if num < 1 or (batch is not None and batch < 1):
+        raise UsageError(f"--num and --batch must be >= 1, got {num} and {batch}")
+    class_request = [cls] if cls is not None else class_list
     source = shipped_model_folder() if engine is None else engine
     declared, manifest_doc = read_declared_layout(source)
     if declared is not None:  # a bad class fails before an export or a backend starts
-        resolve_classes(declared, num, cls, class_list)
+        resolve_classes(declared, num, class_request)
     exports_model = engine is None or is_model_folder(engine)
     inputs = [source, complete, cache_root() if exports_model else None]
     with claim_cli_output(out, "run", inputs, overwrite) as claim:
@@ -88,15 +96,13 @@ def run_command(
         if exports_model:
             what = "the shipped model" if engine is None else str(engine)
             with console.status(f"preparing {what} (exported to ONNX once, then cached)"):
-                engine, exported_now = (
-                    ensure_default_export(precision or "fp32") if engine is None else ensure_export(engine, precision or "fp32")
-                )
+                engine, exported_now = resolve_engine_folder(engine, precision)
             if exported_now:
                 console.print(f"exported {what} to {engine}")
         # an export/engine folder's manifest was read above: the run reads it once
         opened = open_runtime(manifest_doc if manifest_doc is not None else engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
         layout = opened.layout
-        per_image_classes = resolve_classes(layout, num, cls, class_list)
+        per_image_classes = resolve_classes(layout, num, class_request)
         complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
         # the backend report follows the argument checks: a bad class or image ends in one error line
         console.print(f"backend: [bold]{opened.backend.name}[/] ({opened.precision}) -- {opened.reason}")
@@ -104,8 +110,9 @@ def run_command(
             console.print(f"  skipped {note}", style="dim")
         for warning in getattr(opened.backend, "warnings", []):
             console.print(f"  warning: {warning}", style="yellow")
-        if batch is None:  # guidance runs two backend rows per image
-            batch = max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
+        if batch is None:  # guidance runs two backend rows per image; the official sampler one image
+            # at a time (it pads each batch's coarse streams to the longest, which can overrun the cache)
+            batch = 1 if sampler == "official" else max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
         request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
 
         result = generate_with_progress(console, opened.backend, layout, request)

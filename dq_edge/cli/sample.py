@@ -14,7 +14,7 @@ import typer
 
 from dq_edge.cli import sampling_options as opt
 from dq_edge.cli.output_claim import Overwrite, claim_cli_output
-from dq_edge.errors import ConfigError
+from dq_edge.errors import ConfigError, UsageError
 
 
 def sample_command(
@@ -31,6 +31,7 @@ def sample_command(
     cfg_scale: opt.CfgScale = None,
     greedy: opt.Greedy = False,
     fixed_fine_positions: opt.FixedFinePositions = False,
+    sampler: opt.Sampler = "dq-edge",
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
     overwrite: Overwrite = False,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's choice)."),
@@ -42,17 +43,17 @@ def sample_command(
     from rich.console import Console
 
     from dq_edge.cli.generation_output import generate_with_progress, read_declared_layout, write_generation
-    from dq_edge.runtime.loop import SamplingParams
+    from dq_edge.generation.guidance import guided_rows
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
 
-    params = SamplingParams(
-        seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos, top_p_pos=top_p_pos,
-        cfg_scale=cfg_scale, greedy=greedy, fixed_fine_positions=fixed_fine_positions,
+    params = opt.sampling_params(  # bad flags fail before the model is loaded
+        seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
     )
-    params.validate()  # bad flags fail before the model is loaded
+    if num < 1 or (batch is not None and batch < 1):
+        raise UsageError(f"--num and --batch must be >= 1, got {num} and {batch}")
     declared, _ = read_declared_layout(model)
     if declared is not None:  # a bad class fails before the weights are read
-        resolve_classes(declared, num, None, list(cls) if cls else None)
+        resolve_classes(declared, num, list(cls) if cls else None)
     console = Console(stderr=True, quiet=quiet)
     with claim_cli_output(out, "sample", [model], overwrite) as claim:
         import torch
@@ -70,8 +71,8 @@ def sample_command(
             layout.n_codes, tuple(layout.coarse_hw), tuple(layout.fine_hw)
         ):
             raise ConfigError(f"{model}: the transformer's token layout does not match its VAE", "retrain or re-import the transformer")
-        classes = resolve_classes(layout, num, None, list(cls) if cls else None)
-        backend = TorchBackend(tr, vae, max_batch=max(1, batch) * (2 if cfg_scale is not None else 1))
+        classes = resolve_classes(layout, num, list(cls) if cls else None)
+        backend = TorchBackend(tr, vae, max_batch=guided_rows(max(1, batch), cfg_scale is not None))
         request = RunRequest(num, batch, classes, params)
         start = time.perf_counter()
         result = generate_with_progress(console, backend, layout, request)

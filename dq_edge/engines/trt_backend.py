@@ -72,7 +72,7 @@ def slot_name(graph: str, tensor: str) -> str:
 
 
 class TrtBackend:
-    """`dq_edge.runtime.backend.Backend` on native TensorRT engines."""
+    """`dq_edge.generation.backend.Backend` on native TensorRT engines."""
 
     name = "trt"
 

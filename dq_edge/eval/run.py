@@ -91,7 +91,7 @@ def _generated_images(source: str, num: int, image_size: int | None, seed: int, 
                       sampling: dict) -> tuple[list[torch.Tensor], dict]:
     path = Path(source)
     if (path / "config.json").is_file():
-        from dq_edge.models.generate import generate
+        from dq_edge.models.torch_generate import generate
         from dq_edge.models.transformer import load_transformer
         from dq_edge.models.vae import load_vae
 

@@ -20,7 +20,8 @@ _LAZY = {
     "build_transformer": "transformer",
     "save_transformer": "transformer",
     "TransformerConfig": "transformer_config",
-    # `generate` is the submodule dq_edge.models.generate, which is callable: generate(tr, ...)
+    # generation with the torch reference backend
+    "generate": "torch_generate",
 }
 
 

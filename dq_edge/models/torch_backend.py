@@ -1,5 +1,5 @@
 """The torch reference backend: the KV-step modules (dq_edge.models.kv_steps) behind the
-`dq_edge.runtime.backend.Backend` protocol, so torch generation uses the same loop as ONNX
+`dq_edge.generation.backend.Backend` protocol, so torch generation uses the same loop as ONNX
 Runtime and TensorRT. Caches [max_batch, H, L, D] are allocated once; `begin` zeroes views.
 """
 

@@ -75,7 +75,7 @@ def provider_chain(
 
 
 class OrtBackend:
-    """`dq_edge.runtime.backend.Backend` on ONNX Runtime (CPU, CUDA or TensorRT provider)."""
+    """`dq_edge.generation.backend.Backend` on ONNX Runtime (CPU, CUDA or TensorRT provider)."""
 
     def __init__(
         self,

@@ -12,10 +12,10 @@ from typing import Callable
 
 import numpy as np
 
-from dq_edge.errors import InputError, UsageError
-from dq_edge.runtime.backend import Backend
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
-from dq_edge.sequences import TokenBatch, decode_batch, encode_tokens, pad_sequences
+from dq_edge.errors import InputError
+from dq_edge.generation import SamplingParams, check_classes, final_code_maps, generate_tokens, plan_batch
+from dq_edge.generation.backend import Backend
+from dq_edge.sequences import TokenBatch, encode_tokens, pad_sequences
 from dq_edge.tokens import TokenLayout
 
 
@@ -44,42 +44,27 @@ class RunResult:
         return self.tokens.lengths - 4
 
 
-def resolve_classes(layout: TokenLayout, num: int, cls: int | None, classes: list[int] | None) -> tuple[int, ...] | None:
-    """One class per image (cycled from --classes), validated against the model's classes."""
-    if cls is not None and classes:
-        raise UsageError("--class and --classes are exclusive", "pass one of them")
-    chosen = [cls] if cls is not None else list(classes or [])
-    if layout.n_classes == 0:
-        if chosen:
-            raise InputError("this model is unconditional; it takes no class", "omit --class/--classes")
-        return None
-    if not chosen:
+def resolve_classes(layout: TokenLayout, num: int, classes: list[int] | None) -> tuple[int, ...] | None:
+    """One class per image: `classes` cycled over `num` images (all classes in turn when a
+    class-conditional model gets none), validated against the model's classes."""
+    chosen = list(classes or [])
+    if layout.n_classes and not chosen:
         chosen = list(range(layout.n_classes))  # a class-conditional model without a class: cycle all
-    bad = [c for c in chosen if not 0 <= c < layout.n_classes]
-    if bad:
-        raise InputError(
-            f"class id {bad[0]} is out of range for this model (0..{layout.n_classes - 1})",
-            f"pass --class between 0 and {layout.n_classes - 1}",
-        )
-    return tuple(chosen[i % len(chosen)] for i in range(num))
+    cls = check_classes(layout, chosen or None)
+    return None if cls is None else tuple(int(cls[i % len(cls)]) for i in range(num))
 
 
 def check_request(backend: Backend, layout: TokenLayout, request: RunRequest) -> None:
-    if request.num < 1:
-        raise UsageError(f"--num must be >= 1, got {request.num}")
-    if request.batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {request.batch}")
-    rows = request.batch * (2 if request.params.cfg_scale else 1)  # guidance runs cond + null rows
-    if rows > backend.max_batch:
-        extra = " (classifier-free guidance doubles the rows)" if request.params.cfg_scale else ""
-        raise InputError(
-            f"batch {request.batch} needs {rows} rows, above the exported maximum of {backend.max_batch}{extra}",
-            f"use --batch {max(1, backend.max_batch // (rows // request.batch))} or re-export with a larger --max-batch",
-        )
-    if request.params.cfg_scale and layout.null_class_id is None:
-        raise InputError("--cfg-scale needs a class-conditional model trained with a null class", "omit --cfg-scale")
-    if request.complete_image is not None and not 0.0 < request.keep_ratio <= 1.0:
-        raise UsageError(f"--keep-ratio must be in (0, 1], got {request.keep_ratio}")
+    """Everything a run can check before the first token (the generator checks the same)."""
+    if int(request.num) != request.num or request.num < 1:
+        raise InputError(f"the number of images must be >= 1, got {request.num}")
+    first = None if request.classes is None else list(request.classes[: request.batch])
+    plan_batch(layout, min(request.batch, request.num), first, request.params, backend.max_batch)
+    if request.complete_image is not None:
+        if not 0.0 < request.keep_ratio <= 1.0:
+            raise InputError(f"the kept share of the image's tokens must be in (0, 1], got {request.keep_ratio}")
+        if request.params.sampler == "official":
+            raise InputError("the official sampler cannot complete an image", "use the dq-edge sampler for completion")
 
 
 def completion_prefix(
@@ -121,7 +106,7 @@ def generate_images(
             prefix_len = int(prefix.lengths[0])
         params = replace(request.params, seed=request.params.seed + i)
         tokens = generate_tokens(backend, layout, b, classes=classes, params=params, prefix=prefix, progress=on_tokens)
-        grain, code = decode_batch(layout, tokens)
+        grain, code = final_code_maps(layout, tokens, params.sampler)
         images.append(backend.decode(code))
         token_parts.append(tokens)
         grains.append(grain)

@@ -15,7 +15,7 @@ from dq_edge.artifact import ENGINE_KIND, EXPORT_KIND, ArtifactDoc, read_artifac
 from dq_edge.artifact.export import ExportInfo, load_export
 from dq_edge.errors import BackendUnavailableError, ConfigError, InputError, UsageError
 from dq_edge.graph_io import PRECISIONS
-from dq_edge.runtime.backend import Backend
+from dq_edge.generation.backend import Backend
 from dq_edge.tokens import TokenLayout
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")

@@ -1,4 +1,4 @@
-"""The backend protocol: what the one autoregressive loop needs from a device.
+"""The backend protocol: what the generator (dq_edge.generation.generator) needs from a device.
 
 A backend owns its buffers (allocated once, for `max_batch`) and executes graphs; the loop
 owns tokens, masks and sampling. KV caches and the position stack's hidden state stay inside
@@ -6,7 +6,7 @@ the backend (device-resident on GPUs); only logits (small) and final images cros
 
 Implementations: ONNX Runtime (`dq_edge.runtime.ort_backend`), TensorRT
 (`dq_edge.engines.trt_backend`) and the torch reference (`dq_edge.models.torch_backend`, used
-by `dq_edge.models.generate`), so every backend is checked against the same loop.
+by `dq_edge.models.generate`, in dq_edge/models/torch_generate.py), so every backend is checked against the same generator.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from dq_edge.graph_io import GraphDims
-from dq_edge.runtime.timing import StageStats
 from dq_edge.tokens import TokenLayout
 
 
@@ -55,10 +54,11 @@ class Backend(Protocol):
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """codes int64 [b,Hf,Wf] -> image float32 [b,3,H,W] (unclamped)."""
 
-    def stage_times(self) -> dict[str, StageStats]:
+    def stage_times(self) -> dict:
         """Bounded statistics of each stage's seconds per call since construction or the last
-        reset (encoder, dgc, position_step, content_step, prefill, decoder); measured with device
-        events where the device has them. A copy: later calls do not change it."""
+        reset (encoder, dgc, position_step, content_step, prefill, decoder), in the runtime's
+        format (dq_edge.runtime.timing.StageStats); measured with device events where the device
+        has them. A copy: later calls do not change it. The generator itself never reads it."""
 
     def reset_stage_times(self) -> None:
         """Start the statistics afresh (a benchmark does this after its warmup calls)."""

@@ -1,5 +1,6 @@
-"""Torch reference generation: the shared runtime loop on the torch backend.
+"""Torch reference generation: the generator of dq_edge.generation on the torch backend.
 
+    from dq_edge.models import generate
     out = generate(tr, 4, classes=[1, 2, 3, 4], seed=0, top_k=100)
     out.content, out.position, out.segment   # LongTensor [B, T], right-padded
     out.grain, out.codes                      # LongTensor [B, Hc, Wc] / [B, Hf, Wf]
@@ -7,18 +8,19 @@
 
 from __future__ import annotations
 
-import sys
-import types
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
 import torch
 
+from dq_edge.generation import SamplingParams, final_code_maps, generate_tokens
+from dq_edge.generation.guidance import guided_rows
 from dq_edge.models.torch_backend import TorchBackend
 from dq_edge.models.transformer import StackedTransformer
-from dq_edge.runtime.loop import SamplingParams, generate_tokens
-from dq_edge.sequences import TokenBatch, decode_batch
+from dq_edge.sequences import TokenBatch
+
+_SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
 
 
 @dataclass
@@ -46,39 +48,21 @@ def generate(
     tr: StackedTransformer,
     batch_size: int,
     classes=None,
-    greedy: bool = False,
-    fixed_fine_positions: bool = False,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    top_k_pos: int | None = None,
-    top_p_pos: float | None = None,
-    cfg_scale: float | None = None,
     backend: TorchBackend | None = None,
     progress: Callable[[int], None] | None = None,
+    **sampling,
 ) -> GenerateOutput:
-    params = SamplingParams(
-        temperature=temperature, top_k=top_k, top_p=top_p, top_k_pos=top_k_pos, top_p_pos=top_p_pos,
-        greedy=greedy, seed=seed, cfg_scale=cfg_scale, fixed_fine_positions=fixed_fine_positions,
-    )
+    """`sampling`: any field of `dq_edge.generation.SamplingParams` (seed, temperature, top_k,
+    top_p, top_k_pos, top_p_pos, greedy, cfg_scale, fixed_fine_positions, sampler)."""
+    unknown = sorted(set(sampling) - _SAMPLING_FIELDS)
+    if unknown:
+        raise TypeError(f"generate() got unknown sampling options {unknown}")
+    params = SamplingParams(**sampling)
     if backend is None:
-        backend = TorchBackend(tr, max_batch=max(1, batch_size) * (2 if cfg_scale is not None else 1))
+        backend = TorchBackend(tr, max_batch=guided_rows(max(1, batch_size), params.cfg_scale is not None))
     tokens = generate_tokens(backend, tr.layout, batch_size, _class_list(classes, batch_size), params, progress=progress)
-    grain, codes = decode_batch(tr.layout, tokens)
+    grain, codes = final_code_maps(tr.layout, tokens, params.sampler)
     t = torch.from_numpy
     return GenerateOutput(
         t(tokens.content), t(tokens.position), t(tokens.segment), t(tokens.lengths), t(grain), t(codes), tokens
     )
-
-
-class _CallableModule(types.ModuleType):
-    """Python binds the package attribute `dq_edge.models.generate` to this submodule once it is
-    imported, so `from dq_edge.models import generate` yields the module; calling it runs
-    `generate(...)`, keeping both `generate(tr, 4)` and `generate.generate(tr, 4)` working."""
-
-    def __call__(self, *args, **kwargs) -> GenerateOutput:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
