@@ -37,7 +37,7 @@ def run_command(
     out: Path = typer.Option(..., "--out", help="Output folder (written atomically: complete or absent)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX), engine folder (TensorRT) or model folder (exported on first use into the cache). Default: the shipped model."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: fp32 if exported)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 | w8 | w4 (default: fp32 if exported)."),
     num: int = typer.Option(16, "--num", help="Number of images."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Images generated together (default: as many as the export allows, <= --num)."),
     cls: Optional[int] = typer.Option(None, "--class", help="Class id for every image (class-conditional models)."),

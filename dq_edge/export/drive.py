@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -47,6 +47,49 @@ class TeacherForced:
     content_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass
+class StepIO:
+    """One teacher-forced step: the feeds reference the live caches, so they hold this step's
+    inputs only until the generator advances (copy what must outlive it)."""
+
+    step: int
+    position_feed: Feed
+    position_out: dict[str, np.ndarray]
+    content_feed: Feed | None
+    content_out: dict[str, np.ndarray] | None
+
+
+def empty_caches(dims: GraphDims, precision: str, batch: int, layers: int) -> dict[str, np.ndarray]:
+    act = np.float16 if activation_dtype(precision) == "float16" else np.float32
+    return {n: np.zeros((batch, dims.heads, dims.max_length, dims.head_dim), act) for n in kv_names("", layers, "past")}  # [B, H, L, D]
+
+
+def step_through(
+    position_step: ort.InferenceSession,
+    content_step: ort.InferenceSession | None,
+    pos_cache: dict[str, np.ndarray],
+    con_cache: dict[str, np.ndarray],
+    content: np.ndarray,
+    position: np.ndarray,
+    segment: np.ndarray,
+) -> Iterator[StepIO]:
+    """Run tokens [B, T] (int64) through the step graphs, one StepIO per step, yielded before
+    the step's new K/V rows are stored. `content_step` None: the position stack only (its
+    caches do not depend on the content stack)."""
+    for t in range(content.shape[1] - 1):
+        step = np.array([t], dtype=np.int64)
+        feed = {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": step, **pos_cache}
+        res = run(position_step, feed)
+        cfeed = cres = None
+        if content_step is not None:
+            cfeed = {"hidden": res["hidden"], "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": step, **con_cache}
+            cres = run(content_step, cfeed)
+        yield StepIO(t, feed, res, cfeed, cres)
+        _store_rows(pos_cache, res, t)
+        if cres is not None:
+            _store_rows(con_cache, cres, t)
+
+
 def teacher_forced_steps(
     position_step: ort.InferenceSession,
     content_step: ort.InferenceSession,
@@ -59,28 +102,17 @@ def teacher_forced_steps(
 ) -> TeacherForced:
     """Run tokens [B, T] (int64) through the step graphs; `record(step)` chooses which steps'
     input feeds are kept (for int8 calibration)."""
-    batch, length = content.shape
-    act = np.float16 if activation_dtype(precision) == "float16" else np.float32
-    cache_shape = (batch, dims.heads, dims.max_length, dims.head_dim)  # [B, H, L, D]
-    pos_cache = {n: np.zeros(cache_shape, act) for n in kv_names("", dims.position_layers, "past")}
-    con_cache = {n: np.zeros(cache_shape, act) for n in kv_names("", dims.content_layers, "past")}
+    batch = content.shape[0]
+    pos_cache = empty_caches(dims, precision, batch, dims.position_layers)
+    con_cache = empty_caches(dims, precision, batch, dims.content_layers)
     pos_logits, con_logits = [], []
     out = TeacherForced(np.empty(0), np.empty(0))
-    for t in range(length - 1):
-        step = np.array([t], dtype=np.int64)
-        feed = {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": step, **pos_cache}
-        keep = record is not None and record(t)  # asked once per step: the predicate may count calls
-        res = run(position_step, feed)
-        if keep:
-            out.position_feeds.append({k: v.copy() for k, v in feed.items()})
-        _store_rows(pos_cache, res, t)
-        pos_logits.append(res["position_logits"])
-        cfeed = {"hidden": res["hidden"], "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": step, **con_cache}
-        cres = run(content_step, cfeed)
-        if keep:
-            out.content_feeds.append({k: v.copy() for k, v in cfeed.items()})
-        _store_rows(con_cache, cres, t)
-        con_logits.append(cres["content_logits"])
+    for io in step_through(position_step, content_step, pos_cache, con_cache, content, position, segment):
+        if record is not None and record(io.step):  # asked once per step: the predicate may count calls
+            out.position_feeds.append({k: v.copy() for k, v in io.position_feed.items()})
+            out.content_feeds.append({k: v.copy() for k, v in io.content_feed.items()})
+        pos_logits.append(io.position_out["position_logits"])
+        con_logits.append(io.content_out["content_logits"])
     out.position_cache, out.content_cache = pos_cache, con_cache
     out.position_logits = np.stack(pos_logits, axis=1)
     out.content_logits = np.stack(con_logits, axis=1)

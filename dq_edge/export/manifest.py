@@ -21,8 +21,9 @@ from typing import Any
 from dq_edge import FORMAT_VERSION, __version__
 from dq_edge.artifact import ArtifactKind, read_artifact_json
 from dq_edge.atomic import sha256_file, write_json
-from dq_edge.errors import ArtifactMismatchError, ConfigError, UsageError
-from dq_edge.graph_io import PRECISIONS, GraphDims, GraphSpec, TensorSpec, graph_specs
+from dq_edge.errors import ArtifactMismatchError, ConfigError
+from dq_edge import precisions
+from dq_edge.graph_io import GraphDims, GraphSpec, TensorSpec, graph_specs
 from dq_edge.tokens import TokenLayout
 
 MANIFEST_NAME = "manifest.json"
@@ -31,20 +32,12 @@ RERUN_HINT = "re-run `dq-edge export MODEL --out {folder}` (add --force to repla
 
 
 def graph_file_name(graph: str, precision: str) -> str:
-    return f"{graph}.{precision}.onnx"
+    return f"{graph}.{precisions.get(precision).suffix}.onnx"
 
 
 def parse_precisions(text: str | list[str] | tuple[str, ...]) -> list[str]:
-    """'fp32,fp16' -> ['fp32', 'fp16'] in canonical order; unknown names are a usage error."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = [p.strip().lower() for p in items if p.strip()]
-    unknown = [p for p in names if p not in PRECISIONS]
-    if unknown or not names:
-        raise UsageError(
-            f"unknown precision {', '.join(unknown) or '(none given)'}",
-            f"choose from {', '.join(PRECISIONS)}, comma separated",
-        )
-    return [p for p in PRECISIONS if p in names]
+    """'fp32,w8' -> ['fp32', 'w8'] in the table's order; unknown names are a usage error."""
+    return precisions.parse_list(text)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from dq_edge import precisions
 from dq_edge.atomic import sha256_file
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 
@@ -79,7 +80,7 @@ def ensure_export(model: Path, precision: str) -> tuple[Path, bool]:
     from dq_edge.export.pipeline import ExportRequest, export_model  # needs torch + onnx
 
     request = ExportRequest(model=model, out=folder, precisions=[precision], max_batch=DEFAULT_MAX_BATCH, force=True)
-    if precision == "int8":
+    if precisions.get(precision).needs_calibration:
         request.calib_images, request.calib_dataset, request.calib_num = _calibration_source(model)
     export_model(request)
     return folder, True

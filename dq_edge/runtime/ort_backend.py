@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from dq_edge import precisions
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, InputError
 from dq_edge.graph_io import GraphDims, GraphSpec, TensorSpec, graph_specs
 from dq_edge.tokens import TokenLayout
@@ -66,8 +67,8 @@ def provider_chain(
     trt_options: dict[str, Any] = {
         "device_id": device_id,
         # typed ONNX carries the precision; the flags let the EP keep fp16 / QDQ layers
-        "trt_fp16_enable": precision in ("fp16", "int8"),
-        "trt_int8_enable": precision == "int8",
+        "trt_fp16_enable": "FP16" in precisions.get(precision).trt_flags,
+        "trt_int8_enable": "INT8" in precisions.get(precision).trt_flags,
     }
     if cache_dir is not None:
         trt_options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)})

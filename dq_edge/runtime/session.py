@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dq_edge.errors import BackendUnavailableError, ConfigError, InputError, UsageError
-from dq_edge.graph_io import PRECISIONS
+from dq_edge import precisions
 from dq_edge.runtime.backend import Backend
 from dq_edge.tokens import TokenLayout
 
@@ -56,8 +56,8 @@ def folder_kind(folder: str | Path) -> str:
 
 
 def _choose_precision(available: list[str], requested: str | None, folder: Path) -> str:
-    if requested is not None and requested not in PRECISIONS:
-        raise UsageError(f"unknown precision {requested!r}", f"choose from {', '.join(PRECISIONS)}")
+    if requested is not None:
+        precisions.get(requested)  # an unknown name: UsageError listing the table
     if requested is None:
         return "fp32" if "fp32" in available else available[0]
     if requested not in available:
@@ -168,6 +168,9 @@ def open_runtime(
             f"--backend trt needs a TensorRT engine folder; {folder} is an ONNX export",
             f"run `dq-edge build-engine {folder} --{precision}` on the GPU machine and pass its output, or use --backend ort-cpu",
         )
+    runs_on = precisions.get(precision).backends
+    if backend != "auto" and backend not in runs_on:
+        raise UsageError(f"{precision} graphs do not run on {backend}", f"use a backend of {', '.join(runs_on)}, or another precision")
     if backend != "auto":
         opened = _open_ort(folder, backend, precision, threads, max_batch)
         return Runtime(opened, kind, folder, precision, opened.layout, f"requested --backend {backend}")
@@ -177,6 +180,9 @@ def open_runtime(
         + (" (--cuda-graph ignored)" if cuda_graph else "")
     )
     for candidate in ORT_ORDER:
+        if candidate not in runs_on:
+            skipped.append(f"{candidate}: does not run {precision} graphs")
+            continue
         try:
             opened = _open_ort(folder, candidate, precision, threads, max_batch)
         except BackendUnavailableError as exc:
