@@ -82,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     for (tag, threads, spin), (*_, times) in runners.items():
         rows.append({"tag": tag, "threads": threads, "spin": spin, **Stats.of(times).ms()})
     base = rows[0]["p50"]
-    print(f"| variant | threads | spinning | p50 ms | p90 ms | vs {rows[0]['tag']} t{rows[0]['threads']} s{rows[0]['spin']} |")
-    print("|---|---:|---:|---:|---:|---:|")
+    best = rows[0]["min"]
+    first = f"{rows[0]['tag']} t{rows[0]['threads']} s{rows[0]['spin']}"
+    print(f"| variant | threads | spinning | p50 ms | p90 ms | min ms | p50 vs {first} | min vs {first} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['tag']} | {r['threads']} | {r['spin']} | {r['p50']:.1f} | {r['p90']:.1f} | {base / r['p50']:.2f}x |")
+        print(f"| {r['tag']} | {r['threads']} | {r['spin']} | {r['p50']:.1f} | {r['p90']:.1f} | {r['min']:.1f} | {base / r['p50']:.2f}x | {best / r['min']:.2f}x |")
     record = {
         "kind": "dq-edge-step-variants",
         "created": utc_stamp(),

@@ -50,12 +50,12 @@ TABLE: tuple[Precision, ...] = (
     ),
     Precision(
         "w8", "w8", "weight-only int8 MatMulNBits (ONNX Runtime), no calibration",
-        "transformer graphs (MatMuls with a weight, heads included); VAE graphs fp32",
+        "transformer graphs (MatMuls with a weight, output heads excluded); VAE graphs fp32",
         ORT_BACKENDS, "weight-only", False, weight_bits=8,
     ),
     Precision(
         "w4", "w4", "weight-only int4 MatMulNBits (ONNX Runtime), no calibration",
-        "transformer graphs (MatMuls with a weight, heads included); VAE graphs fp32",
+        "transformer graphs (MatMuls with a weight, output heads excluded); VAE graphs fp32",
         ORT_BACKENDS, "weight-only", False, weight_bits=4,
     ),
 )

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         num: int = typer.Option(5, "--num", help="Timed repetitions per measurement."),
         warmup: int = typer.Option(1, "--warmup", help="Untimed calls before each measurement."),
         fine_ratio: float = typer.Option(0.5, "--fine-ratio", help="Share of fine regions in the replayed sequences (images/s)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: 1, see docs/runtime.md)."),
         cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
     ) -> None:

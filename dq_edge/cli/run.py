@@ -52,7 +52,7 @@ def run_command(
     greedy: bool = typer.Option(False, "--greedy", help="Argmax instead of sampling."),
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: 1, see docs/runtime.md)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
