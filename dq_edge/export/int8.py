@@ -198,6 +198,7 @@ def quantize_graph(src: Path, dst: Path, feeds: Iterable[Feed] | FeedSource, gra
     nodes = weight_nodes(model)
     named = dst.with_suffix(".named.onnx")
     onnx.save(model, str(named))
+    del model  # the quantizer loads its own copy: at 256-px dims each copy is ~1 GB
     try:
         with _quiet_root_logger():
             quantize_static(
