@@ -116,8 +116,6 @@ def test_calibration_feeds_spread_over_steps_within_budget(monkeypatch):
     assert [f["step"][0] for f in pos] == [f["step"][0] for f in con]
     assert len({int(f["step"][0]) for f in pos}) > 1  # different steps, not only the first
     assert any(np.abs(f["past_key.0"]).max() > 0 for f in pos)  # filled caches, not zeros
-    for f in pos:  # rows at and after the step are not filled yet: the feed is the step's own input
-        assert not np.any(f["past_key.0"][:, :, int(f["step"][0]) :])
     assert len(calib.feeds["encoder"]) == 2 and len(calib.feeds["transformer_prefill"]) == 3
 
 
@@ -255,3 +253,36 @@ def test_docs_show_the_table():
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
     assert precisions.markdown_table() in docs
+
+
+def test_streamed_calibration_feeds_equal_teacher_forced_stepping():
+    """Caches from one prefill call give each recorded step the same inputs (rows up to the
+    step) and the same outputs as replaying every step before it."""
+    from dq_edge.export.drive import cpu_session, run, teacher_forced_steps, token_sequences
+    from dq_edge.export.int8 import step_feeds
+
+    info = load_export(tiny_export(), "fp32")
+    sess = {g: cpu_session(p) for g, p in info.files.items()}
+    grain, codes = (run(sess["dgc"], {"h_coarse": f["h_coarse"], "h_fine": f["h_fine"]})[k]
+                    for f in [run(sess["encoder"], {"image": images(2, seed=31)})] for k in ("grain", "codes"))
+    content, position, segment, lengths = token_sequences(grain, codes, info.layout)
+    sequences = [tuple(a[i : i + 1, : int(lengths[i])] for a in (content, position, segment)) for i in range(len(content))]
+    every, seen, expected = 7, 0, {"position": [], "content": []}
+    for c, p, s in sequences:  # the reference: every step replayed, every 7th (global count) kept
+        offset = seen
+        tf = teacher_forced_steps(sess["transformer_position_step"], sess["transformer_content_step"], info.dims, "fp32", c, p, s,
+                                  record=lambda t, offset=offset: (offset + t + 1) % every == 0)
+        expected["position"] += tf.position_feeds
+        expected["content"] += tf.content_feeds
+        seen += c.shape[1] - 1
+    for stack in ("position", "content"):
+        graph = f"transformer_{stack}_step"
+        got = [{k: v.copy() for k, v in f.items()} for f in step_feeds(info.files, info.dims, sequences, graph, every)]
+        assert len(got) == len(expected[stack]) >= 4
+        for a, b in zip(got, expected[stack]):
+            t = int(a["step"][0])
+            assert t == int(b["step"][0])
+            np.testing.assert_allclose(a["past_key.0"][:, :, :t], b["past_key.0"][:, :, :t], atol=1e-4)
+            out_a, out_b = run(sess[graph], a), run(sess[graph], b)
+            logits = f"{stack}_logits"
+            np.testing.assert_allclose(out_a[logits], out_b[logits], atol=1e-4)

@@ -64,6 +64,32 @@ def empty_caches(dims: GraphDims, precision: str, batch: int, layers: int) -> di
     return {n: np.zeros((batch, dims.heads, dims.max_length, dims.head_dim), act) for n in kv_names("", layers, "past")}  # [B, H, L, D]
 
 
+def position_feed(cache: dict[str, np.ndarray], content, position, segment, t: int) -> Feed:
+    """Inputs of the position step at index `t` of tokens [B, T] with the given caches."""
+    return {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": np.array([t], dtype=np.int64), **cache}
+
+
+def content_feed(cache: dict[str, np.ndarray], hidden: np.ndarray, position, segment, t: int) -> Feed:
+    """Inputs of the content step at index `t`: the position stack's hidden state there, and
+    the position / segment of token t+1 (the one whose content it predicts)."""
+    return {"hidden": hidden, "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": np.array([t], dtype=np.int64), **cache}
+
+
+def prefill_caches(prefill: ort.InferenceSession, dims: GraphDims, content, position, segment) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Both stacks' caches [B, H, L, D] of a whole known sequence [B, T] from ONE prefill call:
+    position rows 0..T-1, content rows 0..T-2. A step at index t masks rows > t, so these caches
+    give every step t the inputs it would see after t teacher-forced steps (rows > t never count)."""
+    out = run(prefill, {"content": content, "position": position, "segment": segment})
+    caches = []
+    for stack, layers in (("position", dims.position_layers), ("content", dims.content_layers)):
+        cache = empty_caches(dims, "fp32", content.shape[0], layers)
+        for name, arr in cache.items():
+            rows = out[f"{stack}_{name.replace('past_', 'present_', 1)}"]  # [B, H, T or T-1, D]
+            arr[:, :, : rows.shape[2]] = rows
+        caches.append(cache)
+    return caches[0], caches[1]
+
+
 def step_through(
     position_step: ort.InferenceSession,
     content_step: ort.InferenceSession | None,
@@ -77,12 +103,11 @@ def step_through(
     the step's new K/V rows are stored. `content_step` None: the position stack only (its
     caches do not depend on the content stack)."""
     for t in range(content.shape[1] - 1):
-        step = np.array([t], dtype=np.int64)
-        feed = {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": step, **pos_cache}
+        feed = position_feed(pos_cache, content, position, segment, t)
         res = run(position_step, feed)
         cfeed = cres = None
         if content_step is not None:
-            cfeed = {"hidden": res["hidden"], "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": step, **con_cache}
+            cfeed = content_feed(con_cache, res["hidden"], position, segment, t)
             cres = run(content_step, cfeed)
         yield StepIO(t, feed, res, cfeed, cres)
         _store_rows(pos_cache, res, t)

@@ -11,12 +11,13 @@ Choices made for TensorRT's strongly typed int8 path:
 - the dgc graph stays fp32 (`quantized: false` in the manifest): the nearest-code search
   must not flip codes.
 Calibration: real images -> encoder -> dgc -> decoder feeds; the images' grain/code maps ->
-token sequences (dq_edge.sequences) -> run through the fp32 step graphs (dq_edge.export.drive).
+token sequences (dq_edge.sequences) -> step inputs of the fp32 graphs (dq_edge.export.drive).
 The step graphs' feeds carry full KV caches (200 MB per feed at the official 256-px dims), so
-they are streamed: the quantizer's data reader pulls them from a generator that teacher-forces
-one sequence at a time and hands over every k-th step's live feed, which the calibrator reduces
-to per-tensor min/max at once. Memory: one sequence's caches, not every recorded step's (issue
-14: the list version exceeded 20 GB at p6c18). The VAE graphs' and prefill's feeds (images,
+they are streamed: the quantizer's data reader pulls them from a generator that fills one
+sequence's caches with one fp32 prefill call and hands over every k-th step's feed, which the
+calibrator reduces to per-tensor min/max at once. Memory: one sequence's caches, not every
+recorded step's (issue 14: the list version exceeded 20 GB at p6c18); time: one prefill per
+sequence plus one step per recorded feed, not a replay of every step. The VAE graphs' and prefill's feeds (images,
 features, token ids) are small and kept as lists.
 """
 
@@ -40,7 +41,7 @@ from onnxruntime.quantization import (
 )
 
 from dq_edge.errors import DQEdgeError, InputError
-from dq_edge.export.drive import Feed, cpu_session, empty_caches, run, step_through, token_sequences
+from dq_edge.export.drive import Feed, content_feed, cpu_session, position_feed, prefill_caches, run, token_sequences
 from dq_edge.export.fp16 import name_nodes
 from dq_edge.graph_io import GraphDims
 from dq_edge.tokens import TokenLayout
@@ -167,19 +168,26 @@ def _collect_token_feeds(out: CalibrationFeeds, files: dict[str, Path], dims: Gr
 
 
 def step_feeds(files: dict[str, Path], dims: GraphDims, sequences: list[tuple], graph: str, every: int) -> Iterator[Feed]:
-    """`graph`'s input at every `every`-th teacher-forced step (counted over all sequences, so
-    both step graphs see the same steps). A yielded feed references the live caches: valid until
-    the next one is pulled, which is how the calibrator uses it (run, reduce, drop)."""
-    position_step = cpu_session(files["transformer_position_step"])
-    content_step = cpu_session(files["transformer_content_step"]) if graph == "transformer_content_step" else None
-    k = 0
-    for c, p, s in sequences:  # one sequence's caches alive at a time
-        pos_cache = empty_caches(dims, "fp32", 1, dims.position_layers)
-        con_cache = empty_caches(dims, "fp32", 1, dims.content_layers) if content_step is not None else {}
-        for io in step_through(position_step, content_step, pos_cache, con_cache, c, p, s):
-            k += 1
-            if k % every == 0:
-                yield io.position_feed if content_step is None else io.content_feed
+    """`graph`'s input at every `every`-th step (counted over all sequences, so both step graphs
+    see the same steps). A sequence's caches come from one fp32 prefill call (drive.prefill_caches:
+    identical to stepping, since a step masks the rows after it), so a recorded step costs one
+    call instead of replaying every step before it. Feeds share one sequence's caches: only they
+    are alive, and the calibrator runs and reduces each feed before pulling the next."""
+    prefill = cpu_session(files["transformer_prefill"])
+    position_step = cpu_session(files["transformer_position_step"]) if graph == "transformer_content_step" else None
+    seen = 0
+    for c, p, s in sequences:
+        steps = [t for t in range(c.shape[1] - 1) if (seen + t + 1) % every == 0]
+        seen += c.shape[1] - 1
+        if not steps:
+            continue
+        pos_cache, con_cache = prefill_caches(prefill, dims, c, p, s)
+        for t in steps:
+            feed = position_feed(pos_cache, c, p, s, t)
+            if position_step is None:
+                yield feed
+            else:
+                yield content_feed(con_cache, run(position_step, feed)["hidden"], p, s, t)
 
 
 def quantize_graph(src: Path, dst: Path, feeds: Iterable[Feed] | FeedSource, graph: str) -> dict:
