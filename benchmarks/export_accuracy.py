@@ -1,17 +1,21 @@
-"""fp16 / int8 accuracy and ONNX Runtime CPU speed versus fp32 for one model (issue 5, item 4).
+"""fp16 / int8 / w8 / w4 accuracy and ONNX Runtime CPU speed versus fp32 for one model.
 
-    python benchmarks/export_accuracy.py MODEL [--calib SPEC] [--eval SPEC] [--num-eval N]
-        [--calib-num N] [--threads T] [--repeats R] [--out-dir benchmarks/results]
+    python benchmarks/export_accuracy.py MODEL [--precisions fp16,int8,w8,w4] [--calib SPEC]
+        [--eval SPEC] [--num-eval N] [--calib-num N] [--threads T] [--repeats R]
+        [--weight-only-heads quantize|exclude] [--out-dir benchmarks/results]
 
 MODEL is a model folder, or a preset name (`tiny`, `emoji64`) for a randomly initialised
 VAE + transformer with fixed seeds: such numbers are labelled "random-init" everywhere, since
 a random model's near-uniform logits make greedy agreement a harsher test than a trained
-model's. The model is exported (fp32, fp16, int8) into a temp folder with the export library;
-int8 is calibrated on --calib images, the metrics are measured on disjoint --eval images.
+model's. The model is exported (fp32 and --precisions) into a temp folder with the export
+library; int8 is calibrated on --calib images, the metrics are measured on disjoint --eval
+images. w8/w4 quantize only the transformer graphs: their encoder/dgc/decoder are fp32 copies,
+so their reconstruction PSNR drop and code agreement are exactly 0 dB / 100 % by construction.
+`--weight-only-heads exclude` keeps the output heads fp32 (the measurement behind the default).
 Default images: emoji-64 train/test when the model is 64 px and `dq-edge data prepare emoji64`
 was run, else the bundled sample images (center-cropped and resized; first half calibration,
 second half evaluation).
-Writes benchmarks/results/export_accuracy-<model>.json and .md.
+Writes benchmarks/results/export_accuracy-<model>[-<suffix>].json and .md.
 """
 
 from __future__ import annotations
@@ -91,18 +95,19 @@ def to_markdown(result: dict) -> str:
         f"- command: `{result['command']}`",
         f"- fp32 reconstruction PSNR: {result['report']['fp32_reconstruction_psnr']:.2f} dB",
         "",
-        "| precision | max logit err (pos / content) | greedy agreement | decoder PSNR vs fp32 | recon PSNR drop | code agreement |",
-        "|---|---|---|---|---|---|",
+        "| precision | max logit err (pos / content) | mean logit err (pos / content) | greedy agreement | decoder PSNR vs fp32 | recon PSNR drop | code agreement |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p, e in result["report"]["precisions"].items():
         t = e.get("tokens")
         if t:
             tok = (
                 f"{t['position_max_logit_error']:.4f} / {t['content_max_logit_error']:.4f} "
+                f"| {t['position_mean_logit_error']:.5f} / {t['content_mean_logit_error']:.5f} "
                 f"| {100 * t['greedy_agreement']:.2f} % ({t['position_rows'] + t['content_rows']} rows)"
             )
         else:
-            tok = "n/a (no transformer) | n/a"
+            tok = "n/a (no transformer) | n/a | n/a"
         lines.append(
             f"| {p} | {tok} | {e['decoder_psnr_vs_fp32']:.2f} dB | {e['reconstruction_psnr_drop']:.3f} dB | {100 * e['code_agreement']:.2f} % |"
         )
@@ -139,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", help="calibration images: dataset name or folder")
     ap.add_argument("--eval", dest="evals", help="evaluation images: dataset name or folder")
     ap.add_argument("--calib-num", type=int, default=32)
+    ap.add_argument("--precisions", default="fp16,int8,w8,w4", help="compared against fp32")
+    ap.add_argument("--weight-only-heads", choices=("quantize", "exclude"), default=None, help="override the w8/w4 head policy")
+    ap.add_argument("--suffix", default="", help="appended to the results file names")
     ap.add_argument("--num-eval", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=20)
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime
 
+    from dq_edge import precisions as table
+    from dq_edge.export import weight_only
     from dq_edge.export.accuracy import accuracy_report
     from dq_edge.export.graphs import load_models
     from dq_edge.export.pipeline import ExportRequest, export_model
@@ -160,16 +170,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.parity_only:
             return _parity(args, model, label, source, eval_images, Path(tmp) / "export")
         is_dataset = not Path(calib).is_dir()
+        lower = [p for p in table.parse_list(args.precisions) if p != "fp32"]
+        if args.weight_only_heads is not None:
+            weight_only.QUANTIZE_HEADS = args.weight_only_heads == "quantize"
         req = ExportRequest(
-            model=model, out=Path(tmp) / "export", precisions=["fp32", "fp16", "int8"], max_batch=args.max_batch,
+            model=model, out=Path(tmp) / "export", precisions=["fp32", *lower], max_batch=args.max_batch,
             calib_dataset=calib if is_dataset else None, calib_images=None if is_dataset else Path(calib),
             calib_num=args.calib_num,
         )
         t0 = time.perf_counter()
         export_model(req, progress=lambda m: print(m, file=sys.stderr))
         export_s = time.perf_counter() - t0
-        report = accuracy_report(req.out, eval_images, ["fp16", "int8"], repeats=args.repeats, threads=args.threads)
-    name = Path(args.model).name if Path(args.model).is_dir() else args.model
+        report = accuracy_report(req.out, eval_images, lower, repeats=args.repeats, threads=args.threads)
+    name = (Path(args.model).name if Path(args.model).is_dir() else args.model) + args.suffix
     result = {
         "model": name,
         "label": label,
@@ -180,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "load_average_1min_at_end": os.getloadavg()[0],
         "command": "python benchmarks/export_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "weight_only": {"heads_quantized": weight_only.QUANTIZE_HEADS, "block_size": weight_only.BLOCK_SIZE, "accuracy_level": weight_only.ACCURACY_LEVEL},
         "report": report,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@
     python benchmarks/run_suite.py --quick    # smoke run: fewer repetitions, emoji64 only unless --sizes
 
 Configurations: (a) official algorithm (full-prefix recompute, torch eager), (b) torch + KV
-cache, (c) runtime on ONNX Runtime fp32, (d) int8, (e) fp16 (when the CPU provider runs it).
+cache, (c) runtime on ONNX Runtime fp32, (d) int8, (e) fp16 (when the CPU provider runs it),
+(f) w8 and (g) w4 weight-only. `--configs` runs a subset (e.g. the weight-only comparison
+without the official algorithm's hour at p6c18); the results record which ran.
 Sizes: emoji64 (shipped model or random emoji64 preset, full images) and p6c18 dims (random
 weights, 256-px token grid). Floors (bandwidth, GEMM throughput) are measured in the same run.
 Writes benchmarks/results/<machine>-<date>.json, .md and .png (see suite_report.py).
@@ -50,8 +52,12 @@ from suite_report import evaluate_targets, write_results  # noqa: E402
 
 PREFIXES = {"emoji64": [16, 80, 160], "p6c18": [64, 320, 640]}
 ONE_RUN = BenchSettings(warmup=0, reps=1)  # official whole-image replays: seconds to minutes each
-CONFIGS = ("official", "torch-kv", "ort-fp32", "ort-int8", "ort-fp16")
-PRECISIONS = ["fp32", "int8", "fp16"]
+CONFIGS = ("official", "torch-kv", "ort-fp32", "ort-int8", "ort-fp16", "ort-w8", "ort-w4")
+
+
+def precisions_of(configs: tuple[str, ...]) -> list[str]:
+    """ONNX precisions the configurations need (fp32 always: every other one derives from it)."""
+    return ["fp32"] + [c.removeprefix("ort-") for c in configs if c.startswith("ort-") and c != "ort-fp32"]
 
 
 def log(msg: str) -> None:
@@ -64,7 +70,7 @@ def open_config(model: suite_models.SuiteModel, config: str):
     return suite_models.ort_backend(model, config.removeprefix("ort-"))
 
 
-def bench_model(model: suite_models.SuiteModel, floors: dict, batches: list[int], settings: BenchSettings, official_settings: BenchSettings) -> dict:
+def bench_model(model: suite_models.SuiteModel, floors: dict, batches: list[int], settings: BenchSettings, official_settings: BenchSettings, configs: tuple[str, ...] = CONFIGS) -> dict:
     prefixes = [p for p in PREFIXES.get(model.name, PREFIXES["p6c18"]) if p < model.dims.max_length - 1]
     T = sequence_length(model.layout, model.fine_ratio)
     T_fixed = sequence_length(model.layout, 1.0)
@@ -73,7 +79,7 @@ def bench_model(model: suite_models.SuiteModel, floors: dict, batches: list[int]
     curves: dict[str, dict] = {}
     images: dict[str, dict] = {}
     unavailable: dict[str, str] = {}
-    for config in CONFIGS:
+    for config in configs:
         t0 = time.perf_counter()
         try:
             if config == "official":
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 warmup + 2 reps, emoji64 only unless --sizes")
     ap.add_argument("--sizes", default=None, help="comma list of emoji64,p6c18 (default: both; --quick: emoji64)")
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {', '.join(CONFIGS)} (default: all)")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per point (default 5, quick 2)")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch, ONNX Runtime and the floors alike (default: every usable core); 1 on a shared machine")
     ap.add_argument("--reuse-exports", action="store_true", help="reuse p6c18 step graphs exported by older code (noted in the results)")
@@ -157,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sizes = (args.sizes or ("emoji64" if args.quick else "emoji64,p6c18")).split(",")
     batches = sorted({int(b) for b in args.batches.split(",")})
+    configs = tuple(c for c in CONFIGS if c in args.configs.split(","))
+    unknown = set(args.configs.split(",")) - set(CONFIGS)
+    if unknown or not configs:
+        ap.error(f"unknown --configs {', '.join(sorted(unknown)) or args.configs!r}; choose from {', '.join(CONFIGS)}")
+    wanted = precisions_of(configs)
     reps = args.reps or (2 if args.quick else 5)
     settings = BenchSettings(warmup=1, reps=reps, max_seconds=30.0)
     official_settings = BenchSettings(warmup=1, reps=min(reps, 3), max_seconds=20.0)
@@ -178,13 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         t0 = time.perf_counter()
         if size == "emoji64":
-            model = suite_models.prepare_emoji64(PRECISIONS, log)
+            model = suite_models.prepare_emoji64(wanted, log)
         elif size == "p6c18":
-            model = suite_models.prepare_p6c18(PRECISIONS, log, preset=args.p6c18_preset)
+            model = suite_models.prepare_p6c18(wanted, log, preset=args.p6c18_preset)
         else:
             ap.error(f"unknown size {size!r}")
         log(f"{size}: prepared in {time.perf_counter() - t0:.1f} s")
-        models.append(bench_model(model, floors, batches, settings, official_settings))
+        models.append(bench_model(model, floors, batches, settings, official_settings, configs))
         del model
         gc.collect()
 
@@ -193,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": utc_stamp(),
         "command": "python benchmarks/run_suite.py" + ("".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))),
         "quick": args.quick,
+        "configs": list(configs),
         "settings": {"threads": threads, "torch_threads": torch.get_num_threads(), "reps": reps, "warmup": 1, "official_reps": official_settings.reps, "max_seconds_per_point": settings.max_seconds, "batches": batches},
         "machine": machine,
         "floors": floors,

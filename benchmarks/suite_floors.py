@@ -2,7 +2,8 @@
 
 - bytes floor (batch 1): streamed weight bytes / read bandwidth. Streamed weights are every
   parameter of the two stacks and the two heads (embedding tables are excluded: a step reads
-  one row of them), at the configuration's weight precision (fp32 4 B, fp16 2 B, int8 1 B).
+  one row of them), at the configuration's weight bits from dq_edge.precisions (fp32 4 B,
+  fp16 2 B, int8 / w8 1 B, w4 0.5 B; block scales of w8/w4 not counted).
   The static KV caches that a step also reads are reported beside it (`kv_bytes`), not added:
   the issue defines the floor by the weights.
 - FLOPs floor (batch 8): matmul FLOPs / GEMM throughput measured at the step's GEMM shape
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import torch
 
+from dq_edge import precisions
 from dq_edge.bench.floors import bandwidth_for, gemm_throughput_for, peak_gemm_throughput
 from dq_edge.graph_io import GraphDims
 
-WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-ACT_BYTES = {"fp32": 4, "fp16": 2, "int8": 4}
+WEIGHT_BYTES = {p.name: p.weight_bits / 8 for p in precisions.TABLE}
+ACT_BYTES = {p.name: 2 if p.activation == "float16" else 4 for p in precisions.TABLE}
+INT8_COMPUTE = ("int8", "w8", "w4")  # integer GEMMs (w8/w4: accuracy level 4 quantizes activations to int8)
 
 
 def streamed_params(tr: torch.nn.Module) -> int:
@@ -48,11 +51,11 @@ def precision_of(config: str) -> str:
 def floor_record(floors: dict, tr: torch.nn.Module, dims: GraphDims, config: str, batch: int, prefix: int, step_ms: float) -> dict:
     precision = precision_of(config)
     official = config == "official"
-    wbytes = streamed_params(tr) * WEIGHT_BYTES[precision]
+    wbytes = int(streamed_params(tr) * WEIGHT_BYTES[precision])
     bandwidth = bandwidth_for(floors, wbytes)
     bytes_floor_ms = wbytes / (bandwidth * 1e9) * 1e3
     flops = step_flops(tr, dims, batch, prefix, official)
-    kind = "int8-ort-matmulinteger" if precision == "int8" else "fp32-numpy"
+    kind = "int8-ort-matmulinteger" if precision in INT8_COMPUTE else "fp32-numpy"
     throughput = peak_gemm_throughput(floors, kind) if official else gemm_throughput_for(floors, batch, dims.width, kind)
     throughput = throughput or peak_gemm_throughput(floors, "fp32-numpy")
     flops_floor_ms = flops / (throughput * 1e9) * 1e3

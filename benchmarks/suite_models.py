@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import dq_edge
+from dq_edge import precisions as table
 from dq_edge.atomic import atomic_dir
 from dq_edge.bench.stages import synthetic_tokens
 from dq_edge.errors import DQEdgeError
@@ -71,10 +72,10 @@ def _source_digest(*modules: object) -> str:
 
 
 def _code_digest() -> str:
-    from dq_edge.export import fp16, int8, onnx_export
+    from dq_edge.export import fp16, int8, onnx_export, weight_only
     from dq_edge.models import kv_steps, transformer
 
-    return _source_digest(kv_steps, transformer, onnx_export, fp16, int8)
+    return _source_digest(kv_steps, transformer, onnx_export, fp16, int8, weight_only)
 
 
 # ----------------------------------------------------------------------------------- emoji64
@@ -141,7 +142,7 @@ def prepare_emoji64(precisions: list[str], say: Say) -> SuiteModel:
     model = SHIPPED_MODEL if shipped else _random_emoji64_folder(CACHE / "emoji64-random" / "model", say)
     label = "shipped emoji64 model (dq_edge/assets/model)" if shipped else "emoji64 preset, RANDOM weights (no shipped model yet)"
     calib: dict = {}
-    if "int8" in precisions:
+    if any(table.get(p).needs_calibration for p in precisions):
         if _emoji64_available():
             calib = {"calib_dataset": "emoji64"}
         else:
@@ -198,6 +199,7 @@ def _export_p6c18_steps(tr: torch.nn.Module, dims: GraphDims, precisions: list[s
     from dq_edge.export.int8 import quantize_graph
     from dq_edge.export.manifest import graph_file_name
     from dq_edge.export.onnx_export import export_graph
+    from dq_edge.export.weight_only import quantize_weight_only
     from dq_edge.models.kv_steps import step_modules
 
     modules = step_modules(tr)
@@ -213,6 +215,11 @@ def _export_p6c18_steps(tr: torch.nn.Module, dims: GraphDims, precisions: list[s
         for name in STEP_GRAPHS:
             say(f"converting {name} to fp16")
             convert_fp16(fp32[name], folder / graph_file_name(name, "fp16"), specs[name])
+    for name in precisions:
+        if table.get(name).produced_by == "weight-only":
+            for graph in STEP_GRAPHS:
+                say(f"quantizing {graph} weights to {name} (MatMulNBits)")
+                quantize_weight_only(fp32[graph], folder / graph_file_name(graph, name), table.get(name).weight_bits, graph)
     if "int8" in precisions:
         say(f"recording int8 calibration inputs ({CALIBRATION_STEPS} teacher-forced steps)")
         feeds = _p6c18_calibration_feeds(fp32, dims, tr.layout)

@@ -9,7 +9,8 @@ from pathlib import Path
 from dq_edge.atomic import atomic_path, write_json, write_text
 
 RUNTIME = "ort-fp32"
-KV_CONFIGS = ("torch-kv", "ort-fp32", "ort-int8", "ort-fp16")
+KV_CONFIGS = ("torch-kv", "ort-fp32", "ort-int8", "ort-fp16", "ort-w8", "ort-w4")
+WEIGHT_ONLY_STEP_GOALS = {"ort-w8": 2.0, "ort-w4": 2.5}  # batch-1 step speed-up over ORT fp32 (issue 14)
 
 
 def _model(result: dict, name: str) -> dict | None:
@@ -61,6 +62,9 @@ def evaluate_targets(result: dict) -> list[dict]:
                        f"{_f(floor_ratio(m, RUNTIME, 1, 'ratio_to_weights_plus_kv_floor'), '.2f')}x"))
     out.append(_target("ORT int8 vs torch+KV fp32, batch 1 (per step)", _ratio(step_ms(m, "torch-kv", 1), step_ms(m, "ort-int8", 1)), 2.5, True,
                        "median over prefix lengths of the p50 step latency"))
+    for config, goal in WEIGHT_ONLY_STEP_GOALS.items():
+        out.append(_target(f"ORT {config.removeprefix('ort-')} vs ORT fp32, batch 1 (per step)", _ratio(step_ms(m, RUNTIME, 1), step_ms(m, config, 1)),
+                           goal, True, "median over prefix lengths of the p50 step latency"))
     ratios = {c: _ratio(step_ms(m, "torch-kv", 8), step_ms(m, c, 8)) for c in KV_CONFIGS[1:]}
     best = max(ratios.items(), key=lambda kv: kv[1] or 0)
     out.append(_target("runtime vs torch+KV, batch 8 (per step)", ratios[RUNTIME], 1.5, True,
@@ -169,14 +173,16 @@ def readme_table(result: dict) -> str:
              f"`{result['command']}`; every ratio is side by side in one run. s/image = token generation "
              "per image (no decoder), integrated from the per-step latency at 3 prefix lengths; p6c18 has "
              "random weights at the official 256-px dims, emoji64 is " + ", ".join(m["label"] for m in result["models"] if m["name"] == "emoji64") + ".", "",
-             "| model | batch | official s/image | torch+KV s/image | ORT fp32 s/image | ORT int8 s/image | ORT fp32 vs official | int8 vs torch+KV |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | batch | official s/image | torch+KV s/image | ORT fp32 s/image | ORT int8 s/image | ORT w8 s/image | ORT w4 s/image "
+             "| ORT fp32 vs official | int8 vs torch+KV | w8 vs fp32 | w4 vs fp32 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model in result["models"]:
         for b in model["batches"]:
-            secs = {c: image_seconds(model, c, b) for c in ("official", "torch-kv", "ort-fp32", "ort-int8")}
+            secs = {c: image_seconds(model, c, b) for c in ("official", "torch-kv", "ort-fp32", "ort-int8", "ort-w8", "ort-w4")}
             lines.append(
                 f"| {model['name']} | {b} | " + " | ".join(_f(secs[c], ".3f") for c in secs)
-                + f" | {_f(_ratio(secs['official'], secs['ort-fp32']), '.1f')}x | {_f(_ratio(secs['torch-kv'], secs['ort-int8']), '.2f')}x |"
+                + f" | {_f(_ratio(secs['official'], secs['ort-fp32']), '.1f')}x | {_f(_ratio(secs['torch-kv'], secs['ort-int8']), '.2f')}x"
+                + f" | {_f(_ratio(secs['ort-fp32'], secs['ort-w8']), '.2f')}x | {_f(_ratio(secs['ort-fp32'], secs['ort-w4']), '.2f')}x |"
             )
     if result["targets"]:
         lines += ["", "| target (p6c18, 256 px) | measured | goal | met |", "|---|---:|---:|---|"]

@@ -26,13 +26,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Union
 
+from dq_edge import precisions
+
 Dim = Union[int, str]  # int = static, str = symbolic ("batch", "tokens", "tokens_minus_1")
+
+PRECISIONS = precisions.PRECISION_NAMES  # re-exported: the one table lives in dq_edge.precisions
 
 FLOAT32 = "float32"
 FLOAT16 = "float16"
 INT64 = "int64"
 
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def activation_dtype(precision: str) -> str:
     Images, logits and token ids stay fp32/int64 in every precision so that the runtime's
     sampling and image IO never depend on the precision.
     """
-    return FLOAT16 if precision == "fp16" else FLOAT32
+    return precisions.get(precision).activation
 
 
 def kv_names(stack: str, layers: int, kind: str) -> list[str]:

@@ -172,11 +172,11 @@ def test_suite_runs_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
 
         floors_ = {"bandwidth": [{"size_bytes": 1 << 30, "read_gbps": 10.0}],
                    "gemm": [{"kind": "fp32-numpy", "shape": [512, 512, 512], "gflops": 100.0}]}
-        model = suite_models.prepare_p6c18(["fp32", "int8", "fp16"], lambda _m: None, preset="tiny")
+        model = suite_models.prepare_p6c18(run_suite.precisions_of(run_suite.CONFIGS), lambda _m: None, preset="tiny")
         record = run_suite.bench_model(model, floors_, [1], BenchSettings(0, 1), BenchSettings(0, 1))
     finally:
         sys.path.remove(str(BENCH_DIR))
-    assert set(record["curves"]) == {"official", "torch-kv", "ort-fp32", "ort-int8", "ort-fp16"}, record["unavailable"]
+    assert set(record["curves"]) == {"official", "torch-kv", "ort-fp32", "ort-int8", "ort-fp16", "ort-w8", "ort-w4"}, record["unavailable"]
     assert record["tokens_per_image"] == 644 and record["tokens_all_fine"] == 1028
     for config, per_b in record["per_image_estimated"].items():
         est = per_b["1"]
@@ -190,9 +190,17 @@ def test_suite_runs_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
               "models": [record], "peak_rss_mib": 1.0, "seconds": 1.0}
     result["targets"] = run_suite.evaluate_targets(result)
     measured = {t["target"]: t["value"] for t in result["targets"]}
-    assert len(measured) == 5
+    assert len(measured) == 7
+    assert measured["ORT w8 vs ORT fp32, batch 1 (per step)"] > 0
     for name, value in measured.items():  # only batch 1 ran: batch-8 targets have no value
         assert (value is None) == ("batch 8" in name), name
     paths = write_results(result, tmp_path / "results", "test-run")
     assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
-    assert "| p6c18 | 1 |" in readme_table(result)
+    table = readme_table(result)
+    assert "| p6c18 | 1 |" in table and "ORT w8 s/image" in table and "w4 vs fp32" in table
+    lines = table.splitlines()
+    cells = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    header = next(cells(line) for line in lines if line.startswith("| model |"))
+    row = dict(zip(header, cells(next(line for line in lines if line.startswith("| p6c18 | 1 |")))))
+    for column in ("ORT w8 s/image", "ORT w4 s/image", "w8 vs fp32", "w4 vs fp32"):
+        assert row[column] not in ("", "-"), column

@@ -25,15 +25,11 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 
 def parse_precisions(text: str | None) -> list[str | None]:
-    from dq_edge.graph_io import PRECISIONS
+    from dq_edge import precisions
 
     if text is None:
         return [None]  # the folder's default (fp32 when present)
-    chosen = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in chosen if p not in PRECISIONS]
-    if bad or not chosen:
-        raise UsageError(f"unknown precision {', '.join(bad) or text!r}", f"choose from {', '.join(PRECISIONS)}")
-    return chosen
+    return precisions.parse_list(text)
 
 
 def register(app: typer.Typer) -> None:
@@ -41,12 +37,12 @@ def register(app: typer.Typer) -> None:
     def bench(
         engine: Optional[Path] = typer.Option(None, "--engine", help="Export folder (ONNX), engine folder (TensorRT) or model folder. Default: the shipped model, exported once into the cache."),
         backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt"),
-        precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8, or a list (fp32,int8). Default: fp32."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="A precision of the export (fp32, fp16, int8, w8, w4) or a list (fp32,w8). Default: fp32."),
         batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
         num: int = typer.Option(5, "--num", help="Timed repetitions per measurement."),
         warmup: int = typer.Option(1, "--warmup", help="Untimed calls before each measurement."),
         fine_ratio: float = typer.Option(0.5, "--fine-ratio", help="Share of fine regions in the replayed sequences (images/s)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: 1, see docs/runtime.md)."),
         cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
     ) -> None:

@@ -11,11 +11,27 @@ import typer
 from dq_edge.errors import UsageError
 
 
-def chosen_precision(fp16: bool, int8: bool, fp32: bool) -> str:
-    picked = [p for p, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
-    if len(picked) > 1:
-        raise UsageError(f"pick one precision, got {' and '.join('--' + p for p in picked)}", "e.g. --fp16")
-    return picked[0] if picked else "fp16"
+DEFAULT_PRECISION = "fp16"
+
+
+def chosen_precision(fp16: bool, int8: bool, fp32: bool, precision: str | None = None) -> str:
+    """--precision NAME, or one of the alias flags --fp16 / --int8 / --fp32 (not both)."""
+    from dq_edge import precisions  # noqa: PLC0415
+
+    picked = [f"--{p}" for p, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
+    names = [p for p, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
+    if precision is not None:
+        names.append(precisions.get(precision.strip().lower()).name)
+        picked.append(f"--precision {precision}")
+    if len(set(names)) > 1:
+        raise UsageError(f"pick one precision, got {' and '.join(picked)}", f"e.g. --precision {DEFAULT_PRECISION}")
+    name = names[0] if names else DEFAULT_PRECISION
+    if name not in precisions.trt_buildable():
+        raise UsageError(
+            f"TensorRT does not build {name} graphs (they run on {', '.join(precisions.get(name).backends)})",
+            f"pick one of {', '.join(precisions.trt_buildable())}, or run the export folder with --backend ort-cpu",
+        )
+    return name
 
 
 def default_out(export_dir: Path, precision: str) -> Path:
@@ -37,9 +53,10 @@ def _plan_table(plans: list, title: str):
 
 def build_engine_command(
     export_dir: Path = typer.Argument(..., help="Export folder written by `dq-edge export`."),
-    fp16: bool = typer.Option(False, "--fp16", help="Build the fp16 ONNX graphs (default)."),
-    int8: bool = typer.Option(False, "--int8", help="Build the int8 (explicit Q/DQ) ONNX graphs."),
-    fp32: bool = typer.Option(False, "--fp32", help="Build the fp32 ONNX graphs."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Precision of the export to build: fp16 (default), int8, fp32."),
+    fp16: bool = typer.Option(False, "--fp16", help="Alias of --precision fp16."),
+    int8: bool = typer.Option(False, "--int8", help="Alias of --precision int8."),
+    fp32: bool = typer.Option(False, "--fp32", help="Alias of --precision fp32."),
     out: Optional[Path] = typer.Option(None, "--out", help="Engine folder (default: EXPORT_DIR-trt-<precision> beside the export)."),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="Largest batch of the profiles (<= the export's max batch)."),
     workspace: float = typer.Option(2.0, "--workspace", help="Builder workspace limit in GiB."),
@@ -55,7 +72,7 @@ def build_engine_command(
 
     from dq_edge.cli.output_claim import check_cli_output, claim_cli_output  # noqa: PLC0415
 
-    precision = chosen_precision(fp16, int8, fp32)
+    precision = chosen_precision(fp16, int8, fp32, precision)
     options = BuildOptions(precision, max_batch, workspace, opt_level, timing_cache, parse_only(only))
     out = out or default_out(export_dir, precision)
     # an engine folder is updated in place (--only keeps the other engines): only one dq-edge wrote

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     def export(
         model: Path = typer.Argument(..., help="Model folder (config.json + model.safetensors)."),
         out: Path = typer.Option(..., "--out", help="Export folder to write (created atomically)."),
-        precision: str = typer.Option("fp32", "--precision", help="Comma-separated: fp32, fp16, int8."),
+        precision: str = typer.Option("fp32", "--precision", help="Comma-separated: fp32, fp16, int8 (calibrated Q/DQ, for TensorRT), w8, w4 (weight-only, ONNX Runtime)."),
         max_batch: int = typer.Option(8, "--max-batch", help="Largest batch the graphs (and engine profiles) accept."),
         calib_images: Path = typer.Option(None, "--calib-images", help="int8: folder of calibration images of the model's size."),
         calib_dataset: str = typer.Option(None, "--calib-dataset", help="int8: built-in dataset name (emoji64, fmnist) for calibration."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from dq_edge import precisions
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 from dq_edge.outputs import cache_slot
 from dq_edge.runtime.default_model import export_cache_folder, is_model_folder, shipped_model_folder
@@ -66,7 +67,7 @@ def _export_into_cache(model: Path, folder: Path, precision: str) -> tuple[Path,
     from dq_edge.export.pipeline import ExportRequest, export_model  # needs torch + onnx
 
     request = ExportRequest(model=model, out=folder, precisions=[precision], max_batch=DEFAULT_MAX_BATCH, force=True)
-    if precision == "int8":
+    if precisions.get(precision).needs_calibration:
         request.calib_images, request.calib_dataset, request.calib_num = _calibration_source(model)
     export_model(request)
     return folder, True

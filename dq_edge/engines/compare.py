@@ -22,12 +22,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dq_edge import precisions
 from dq_edge.engines.plan import ExportSource
 from dq_edge.graph_io import GRAPH_NAMES, GraphSpec, graph_specs
 
 # precision -> (atol, rtol) for float outputs, and the allowed share of differing integer elements
-TOLERANCES = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (1e-1, 1e-1)}
-INT_MISMATCH = {"fp32": 0.0, "fp16": 0.01, "int8": 0.05}
+TOLERANCES = {p.name: p.compare_tolerance for p in precisions.TABLE}
+INT_MISMATCH = {p.name: p.int_mismatch for p in precisions.TABLE}
 
 RunnerFactory = Callable[[str], Any]  # graph name -> Polygraphy runner for the second side
 

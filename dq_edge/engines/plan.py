@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dq_edge.errors import UsageError
-from dq_edge.graph_io import GRAPH_NAMES, PRECISIONS, GraphDims, GraphSpec, graph_specs
+from dq_edge import precisions
+from dq_edge.graph_io import GRAPH_NAMES, GraphDims, GraphSpec, graph_specs
 from dq_edge.tokens import TokenLayout
 
 # A profile: input name -> (min, opt, max) shapes
@@ -79,8 +80,12 @@ class BuildOptions:
     only: tuple[str, ...] = ()  # empty = every graph of the export
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
+        if self.precision not in precisions.trt_buildable():
+            precisions.get(self.precision)  # an unknown name: UsageError listing the table
+            raise UsageError(
+                f"TensorRT does not build {self.precision} graphs (they run on {', '.join(precisions.get(self.precision).backends)})",
+                f"use one of {', '.join(precisions.trt_buildable())}",
+            )
         if not 0 <= self.opt_level <= 5:
             raise UsageError(f"--opt-level {self.opt_level} is out of range", "TensorRT accepts 0..5")
         if self.workspace_gib <= 0:
@@ -142,7 +147,7 @@ def network_typing(tensorrt_version: str, has_strongly_typed_flag: bool, precisi
         return NetworkTyping(strongly_typed=True, creation_flag=False)
     if has_strongly_typed_flag:
         return NetworkTyping(strongly_typed=True, creation_flag=True)
-    fallback = {"fp32": (), "fp16": ("FP16",), "int8": ("FP16", "INT8")}[precision]
+    fallback = precisions.get(precision).trt_flags
     return NetworkTyping(strongly_typed=False, creation_flag=False, builder_flags=fallback)
 
 

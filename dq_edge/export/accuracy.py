@@ -1,8 +1,8 @@
-"""fp16 / int8 accuracy and CPU speed versus fp32, all in ONNX Runtime (torch-free).
+"""Lower-precision (fp16, int8, w8, w4) accuracy and CPU speed versus fp32, all in ONNX Runtime (torch-free).
 
 For each lower precision P of an export folder, on real images:
 - tokens: the fp32 graphs encode the images into token sequences; both precisions run them
-  teacher-forced through their step graphs: max |logit error| and greedy-token agreement
+  teacher-forced through their step graphs: max and mean |logit error| and greedy-token agreement
   (argmax equal) over every valid row, position and content heads;
 - decoder: the same code maps decoded by P and by fp32: PSNR(P, fp32);
 - reconstruction: encoder -> dgc -> decoder entirely in P vs entirely in fp32: PSNR to the
@@ -54,7 +54,7 @@ def encode(s: Sessions, image: np.ndarray, router: str) -> tuple[np.ndarray, np.
 
 def _token_metrics(ref: Sessions, low: Sessions, info32: ExportInfo, info: ExportInfo, grain, codes) -> dict[str, Any]:
     content, position, segment, lengths = token_sequences(grain, codes, info32.layout)
-    stats = {"position": [0.0, 0, 0], "content": [0.0, 0, 0]}  # max err, agree, rows
+    stats = {"position": [0.0, 0, 0, 0.0], "content": [0.0, 0, 0, 0.0]}  # max err, agree, rows, sum of mean errs per row
     for i in range(len(content)):
         T = int(lengths[i])
         tok = tuple(a[i : i + 1, :T] for a in (content, position, segment))
@@ -65,9 +65,11 @@ def _token_metrics(ref: Sessions, low: Sessions, info32: ExportInfo, info: Expor
             st[0] = max(st[0], float(np.abs(x - y).max()))
             st[1] += int((x.argmax(-1) == y.argmax(-1)).sum())
             st[2] += int(x.shape[1])
+            st[3] += float(np.abs(x - y).mean(axis=-1).sum())
     out: dict[str, Any] = {"sequences": int(len(content)), "mean_length": float(lengths.mean())}
-    for head, (err, agree, rows) in stats.items():
+    for head, (err, agree, rows, err_sum) in stats.items():
         out[f"{head}_max_logit_error"] = err
+        out[f"{head}_mean_logit_error"] = err_sum / max(rows, 1)
         out[f"{head}_greedy_agreement"] = agree / max(rows, 1)
         out[f"{head}_rows"] = rows
     total_rows = stats["position"][2] + stats["content"][2]

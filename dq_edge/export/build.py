@@ -1,12 +1,14 @@
 """Write every graph of every requested precision into a (temporary) export folder.
 
-fp32 is always exported first (fp16 and int8 are derived from the fp32 ONNX); when fp32 was
+fp32 is always exported first (every other precision of dq_edge.precisions is derived from the
+fp32 ONNX); when fp32 was
 not requested its files live in a scratch subfolder that is removed before the folder is
 swapped into place.
 """
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from dq_edge import precisions
 from dq_edge.export.graphs import example_inputs, graph_dims, graph_modules, load_models
 from dq_edge.export.manifest import graph_file_name
 from dq_edge.export.onnx_export import export_graph
@@ -25,11 +28,13 @@ EXAMPLE_BATCH = 2
 def build_export_folder(req: Any, folder: Path, say: Callable[[str], None]) -> dict[str, Any]:
     """Returns the manifest fields that depend on the model: dims, layout, graphs, calibration."""
     say(f"loading {req.model}")
-    models = load_models(req.model)
-    return export_models(models, req, folder, say)
+    dims, layout, fp32_files, scratch = export_fp32(load_models(req.model), req, folder, say)
+    gc.collect()  # the torch models are no longer referenced: free them before calibration
+    return derive_precisions(dims, layout, fp32_files, scratch, req, folder, say)
 
 
-def export_models(models: Any, req: Any, folder: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def export_fp32(models: Any, req: Any, folder: Path, say: Callable[[str], None]) -> tuple[Any, Any, dict[str, Path], Path]:
+    """Every graph in fp32 (into `folder`, or a scratch subfolder when fp32 was not requested)."""
     torch.manual_seed(0)
     dims = graph_dims(models)
     modules = graph_modules(models)
@@ -45,24 +50,57 @@ def export_models(models: Any, req: Any, folder: Path, say: Callable[[str], None
         with torch.no_grad():
             export_graph(module, spec, example_inputs(spec, dims, sizes), path, req.opset, req.exporter)
         fp32_files[name] = path
-    graphs: dict[str, dict[str, dict[str, Any]]] = {}
-    if "fp32" in req.precisions:
-        graphs["fp32"] = {name: {"quantized": False} for name in fp32_files}
-    if "fp16" in req.precisions:
-        from dq_edge.export.fp16 import convert_fp16
+    return dims, models.layout, fp32_files, scratch
 
-        fp16_specs = graph_specs(dims, "fp16", req.max_batch)
-        graphs["fp16"] = {}
-        for name, src in fp32_files.items():
-            say(f"converting {name} to fp16")
-            convert_fp16(src, folder / graph_file_name(name, "fp16"), fp16_specs[name])
-            graphs["fp16"][name] = {"quantized": False}
+
+def derive_precisions(dims, layout, fp32_files: dict[str, Path], scratch: Path, req: Any, folder: Path, say) -> dict[str, Any]:
+    """Every requested precision from the fp32 files (the producer named in dq_edge.precisions)."""
+    graphs: dict[str, dict[str, dict[str, Any]]] = {}
     calibration = None
-    if "int8" in req.precisions:
-        graphs["int8"], calibration = _int8(req, dims, models.layout, fp32_files, folder, say)
+    for name in req.precisions:
+        produced_by = precisions.get(name).produced_by
+        if produced_by == "torch.onnx":
+            graphs[name] = {g: {"quantized": False} for g in fp32_files}
+        elif produced_by == "fp16":
+            graphs[name] = _fp16(dims, req.max_batch, fp32_files, folder, say)
+        elif produced_by == "int8-qdq":
+            graphs[name], calibration = _int8(req, dims, layout, fp32_files, folder, say)
+        elif produced_by == "weight-only":
+            graphs[name] = _weight_only(name, fp32_files, folder, say)
+        else:  # a table entry without its producer here is a programming error
+            raise AssertionError(f"no producer for precision {name} ({produced_by})")
     if scratch != folder:
         shutil.rmtree(scratch)
-    return {"dims": dims, "layout": models.layout, "graphs": graphs, "calibration": calibration}
+    return {"dims": dims, "layout": layout, "graphs": graphs, "calibration": calibration}
+
+
+def _fp16(dims, max_batch: int, fp32_files: dict[str, Path], folder: Path, say) -> dict[str, dict[str, Any]]:
+    from dq_edge.export.fp16 import convert_fp16
+
+    specs = graph_specs(dims, "fp16", max_batch)
+    entries = {}
+    for name, src in fp32_files.items():
+        say(f"converting {name} to fp16")
+        convert_fp16(src, folder / graph_file_name(name, "fp16"), specs[name])
+        entries[name] = {"quantized": False}
+    return entries
+
+
+def _weight_only(precision: str, fp32_files: dict[str, Path], folder: Path, say) -> dict[str, dict[str, Any]]:
+    """Transformer graphs get MatMulNBits weights; the VAE graphs (convolutions) are fp32 copies."""
+    from dq_edge.export.weight_only import WEIGHT_ONLY_GRAPHS, quantize_weight_only
+
+    bits = precisions.get(precision).weight_bits
+    entries: dict[str, dict[str, Any]] = {}
+    for name, src in fp32_files.items():
+        dst = folder / graph_file_name(name, precision)
+        if name not in WEIGHT_ONLY_GRAPHS:
+            shutil.copyfile(src, dst)
+            entries[name] = {"quantized": False}
+            continue
+        say(f"quantizing {name} weights to {bits} bits (MatMulNBits)")
+        entries[name] = quantize_weight_only(src, dst, bits, name)
+    return entries
 
 
 def calibration_images(req: Any, image_size: int) -> tuple[np.ndarray, str]:
@@ -80,7 +118,7 @@ def _int8(req: Any, dims, layout, fp32_files: dict[str, Path], folder: Path, say
     import onnx
 
     images, source = calibration_images(req, dims.image_size)
-    say(f"calibrating int8 on {len(images)} images from {source}")
+    say(f"calibrating int8 on {len(images)} images from {source} (step inputs streamed)")
     calib = collect_feeds(fp32_files, dims, layout, images, batch=min(req.max_batch, 8))
     int8_specs = graph_specs(dims, "int8", req.max_batch)
     entries: dict[str, dict[str, Any]] = {}
@@ -90,8 +128,8 @@ def _int8(req: Any, dims, layout, fp32_files: dict[str, Path], folder: Path, say
             shutil.copyfile(src, dst)
             entries[name] = {"quantized": False}
             continue
-        say(f"quantizing {name} to int8 ({len(calib.feeds.get(name, []))} calibration feeds)")
-        entries[name] = quantize_graph(src, dst, calib.feeds.get(name, []), name)
+        say(f"quantizing {name} to int8")
+        entries[name] = quantize_graph(src, dst, calib.source(name), name)
         check_io(onnx.load(str(dst)), int8_specs[name], f"{name} (int8)")
     info = {"source": source, "method": "minmax", "symmetric": True, "per_channel": True, **calib.info}
     return entries, info

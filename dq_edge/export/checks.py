@@ -4,6 +4,7 @@ Rules (one Finding per graph x rule):
 - checker:        onnx.checker (full, with strict shape/type inference)
 - lint:           polygraphy lint (run in a subprocess worker: it captures C streams)
 - trt_ops:        every op is in the TensorRT 10.3 ONNX parser set, default domain only
+                  (precisions TensorRT builds; w8/w4 are ONNX Runtime-only)
 - control_flow:   no If/Loop/Scan/ScatterND/... in the token (transformer) graphs
 - shape_tensors:  no graph input value reaches a shape input (Reshape shape, Slice bounds...)
 - zero_dims:      no zero-size dims in IO, initializers or inferred shapes
@@ -28,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from dq_edge import precisions
 from dq_edge.export.manifest import ExportInfo, verify_all
 from dq_edge.export.trt_ops import FORBIDDEN_IN_STEP_GRAPHS, SHAPE_INPUTS, TRT_10_3_ONNX_OPS, TRT_VERSION
 from dq_edge.errors import InputError
@@ -168,7 +170,8 @@ def rule_qdq_types(model: onnx.ModelProto) -> str:
 def check_model(model: onnx.ModelProto, graph: str, precision: str) -> list[Finding]:
     results = {
         "checker": rule_checker(model),
-        "trt_ops": rule_trt_ops(model),
+        # weight-only precisions are ONNX Runtime files (com.microsoft::MatMulNBits) by design
+        "trt_ops": rule_trt_ops(model) if precision in precisions.trt_buildable() else "",
         "control_flow": rule_control_flow(model, graph),
         "shape_tensors": rule_shape_tensors(model),
         "zero_dims": rule_zero_dims(model),

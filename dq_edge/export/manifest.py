@@ -21,6 +21,7 @@ from dq_edge.artifact.export import ExportInfo, load_export, parse_precisions, r
 from dq_edge.artifact.kinds import EXPORT_KIND, EXPORT_RERUN_HINT, MANIFEST_NAME
 from dq_edge.atomic import sha256_file, write_json
 from dq_edge.graph_io import GraphDims, graph_specs
+from dq_edge import precisions
 from dq_edge.tokens import TokenLayout
 
 FORMAT_NAME = EXPORT_KIND.format_name
@@ -32,7 +33,7 @@ __all__ = [
 
 
 def graph_file_name(graph: str, precision: str) -> str:
-    return f"{graph}.{precision}.onnx"
+    return f"{graph}.{precisions.get(precision).suffix}.onnx"
 
 
 def build_manifest(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dq_edge import FORMAT_VERSION, __version__
+from dq_edge import FORMAT_VERSION, __version__, precisions
 from dq_edge.atomic import atomic_dir
 from dq_edge.errors import ArtifactMismatchError, DQEdgeError, UsageError
 from dq_edge.export.manifest import (
@@ -41,10 +41,13 @@ class ExportRequest:
     calib_num: int = 32
     force: bool = False
 
+    def needs_calibration(self) -> bool:
+        return any(precisions.get(p).needs_calibration for p in self.precisions)
+
     def options(self) -> dict[str, Any]:
         """Everything that changes the exported files (compared for "up to date")."""
         calib = None
-        if "int8" in self.precisions:
+        if self.needs_calibration():
             source = f"dataset:{self.calib_dataset}" if self.calib_dataset else f"images:{Path(self.calib_images).resolve()}"
             calib = {"source": source, "num": self.calib_num}
         return {"exporter": self.exporter, "calibration": calib}
@@ -66,9 +69,10 @@ def validate(req: ExportRequest) -> None:
         raise UsageError(f"--calib-num {req.calib_num} is not positive", "pass --calib-num 1 or more")
     if req.calib_images is not None and req.calib_dataset is not None:
         raise UsageError("--calib-images and --calib-dataset are exclusive", "pass one calibration source")
-    if "int8" in req.precisions and req.calib_images is None and req.calib_dataset is None:
+    if req.needs_calibration() and req.calib_images is None and req.calib_dataset is None:
+        calibrated = [p for p in req.precisions if precisions.get(p).needs_calibration]
         raise UsageError(
-            "int8 needs calibration data",
+            f"{', '.join(calibrated)} needs calibration data",
             "pass --calib-images FOLDER (images of the model's size) or --calib-dataset NAME (emoji64, fmnist)",
         )
     if req.calib_images is not None and not Path(req.calib_images).exists():

@@ -22,7 +22,7 @@ from dq_edge.tokens import TokenLayout
 @runtime_checkable
 class Backend(Protocol):
     name: str  # e.g. "ort-cpu", "trt", "torch"
-    precision: str  # "fp32" | "fp16" | "int8"
+    precision: str  # a name of the table in dq_edge.precisions
     max_batch: int
     dims: GraphDims
     layout: TokenLayout

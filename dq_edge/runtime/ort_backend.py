@@ -40,6 +40,7 @@ PROVIDERS = {
     "trt": "TensorrtExecutionProvider",
 }
 STEP_GRAPHS = tuple(STEP_GRAPH_OF.values())
+DEFAULT_CPU_THREADS = 1
 
 
 def provider_available(provider: str) -> bool:
@@ -109,8 +110,9 @@ class OrtBackend:
         self._options = ort.SessionOptions()
         self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._options.log_severity_level = 3  # errors only: optimizer notes are not the user's business
-        if threads:
-            self._options.intra_op_num_threads = threads
+        # default 1 thread, no spinning: measured faster on a shared CPU (docs/runtime.md, "Threads")
+        self._options.intra_op_num_threads = threads or DEFAULT_CPU_THREADS
+        self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions: dict[str, Any] = {}
         self._times = StageTimes(("encoder", "dgc", "position_step", "content_step", "prefill", "decoder"))
         self._bindings: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 from dq_edge.artifact import ENGINE_KIND, EXPORT_KIND, ArtifactDoc, read_artifact
 from dq_edge.artifact.export import ExportInfo, load_export
 from dq_edge.errors import BackendUnavailableError, ConfigError, InputError, UsageError
-from dq_edge.graph_io import PRECISIONS
+from dq_edge import precisions
 from dq_edge.generation.backend import Backend
 from dq_edge.tokens import TokenLayout
 
@@ -50,8 +50,8 @@ def folder_kind(folder: str | Path) -> str:
 
 
 def _choose_precision(available: list[str], requested: str | None, folder: Path) -> str:
-    if requested is not None and requested not in PRECISIONS:
-        raise UsageError(f"unknown precision {requested!r}", f"choose from {', '.join(PRECISIONS)}")
+    if requested is not None:
+        precisions.get(requested)  # an unknown name: UsageError listing the table
     if requested is None:
         return "fp32" if "fp32" in available else available[0]
     if requested not in available:
@@ -157,6 +157,9 @@ def open_runtime(
             f"run `dq-edge build-engine {folder} --{precision}` on the GPU machine and pass its output, or use --backend ort-cpu",
         )
     info = load_export(doc, precision)  # hashes each graph file once, for every provider tried below
+    runs_on = precisions.get(precision).backends
+    if backend != "auto" and backend not in runs_on:
+        raise UsageError(f"{precision} graphs do not run on {backend}", f"use a backend of {', '.join(runs_on)}, or another precision")
     if backend != "auto":
         opened = _open_ort(info, backend, threads, max_batch)
         return Runtime(opened, kind, folder, precision, opened.layout, f"requested --backend {backend}")
@@ -166,6 +169,9 @@ def open_runtime(
         + (" (--cuda-graph ignored)" if cuda_graph else "")
     )
     for candidate in ORT_ORDER:
+        if candidate not in runs_on:
+            skipped.append(f"{candidate}: does not run {precision} graphs")
+            continue
         try:
             opened = _open_ort(info, candidate, threads, max_batch)
         except BackendUnavailableError as exc:
