@@ -146,7 +146,7 @@ def _edit(path: Path, keys: str, value) -> None:
         ("precisions.fp32.graphs.transformer_position_step.file", "..", "'..' is not a plain file name"),
         ("precisions.fp32.graphs.transformer_position_step.file", "a\\b.onnx", "is not a plain file name"),
         ("precisions.fp16", {"graphs": {}}, "precisions.fp16.graphs: Dictionary should have at least 1 item"),
-        ("precisions.fp64", {"graphs": {}}, "precisions.fp64.\\[key\\]: Input should be 'fp32', 'fp16' or 'int8'"),
+        ("precisions.fp64", {"graphs": {}}, "precisions.fp64.\\[key\\]: Input should be 'fp32', 'fp16', 'int8'"),
         ("source.model_hash", "A" * 64, "source.model_hash: String should match pattern"),
     ],
 )

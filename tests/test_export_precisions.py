@@ -189,7 +189,7 @@ def test_weight_only_accuracy(weight_only_report):
 
 
 def test_weight_only_generates_on_the_runtime():
-    from dq_edge.runtime.loop import SamplingParams, generate_tokens
+    from dq_edge.generation import SamplingParams, generate_tokens
     from dq_edge.runtime.session import open_runtime
 
     opened = open_runtime(weight_only_export(), "ort-cpu", "w8")

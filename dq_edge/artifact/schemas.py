@@ -54,6 +54,10 @@ class ExportGraphSchema(Schema):
     quantized: bool
     quantized_nodes: Optional[bounded(0, 1 << 24)] = None  # int8 graphs
     calibration_feeds: Optional[bounded(0, 1 << 24)] = None
+    # weight-only graphs (w8 / w4: MatMulNBits)
+    bits: Optional[Literal[4, 8]] = None
+    block_size: Optional[bounded(16, 4096)] = None
+    heads_quantized: Optional[bool] = None
 
 
 class ExportPrecisionSchema(Schema):
