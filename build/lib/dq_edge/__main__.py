@@ -1,0 +1,5 @@
+import sys
+
+from dq_edge.cli.main import main
+
+sys.exit(main())
