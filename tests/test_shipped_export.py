@@ -59,9 +59,13 @@ def run_without_exporter(args: list[str], cache) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", BLOCK_EXPORT_DEPS, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_the_shipped_export_is_current():
+def require_current() -> None:
     problem = shipped_export_problem(model_weights_sha256(SHIPPED_MODEL), "fp32")
     assert problem is None, f"{STALE} ({problem})"
+
+
+def test_the_shipped_export_is_current():
+    require_current()
     manifest = read_manifest(SHIPPED_EXPORT)
     assert manifest["format_version"] == FORMAT_VERSION, STALE
     assert manifest["max_batch"] == DEFAULT_MAX_BATCH and list(manifest["precisions"]) == ["fp32"], STALE
@@ -84,6 +88,7 @@ def test_the_shipped_export_matches_the_model_and_the_torch_reference():
     from dq_edge.runtime.pipeline import RunRequest, generate_images
     from dq_edge.runtime.session import open_runtime
 
+    require_current()
     info = load_export(SHIPPED_EXPORT, "fp32")
     models = load_models(SHIPPED_MODEL)
     assert info.dims == graph_dims(models), STALE
@@ -107,6 +112,7 @@ def test_the_shipped_export_matches_the_model_and_the_torch_reference():
 
 
 def test_run_without_engine_uses_the_shipped_export_without_torch(tmp_path):
+    require_current()
     cache, out = tmp_path / "cache", tmp_path / "out"
     proc = run_without_exporter(["run", "--num", "2", "--batch", "2", "--seed", "1", "--threads", "1", "--out", str(out), "--quiet"], cache)
     assert proc.returncode == 0, proc.stderr

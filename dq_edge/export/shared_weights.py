@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import onnx
 from onnx import external_data_helper, numpy_helper
@@ -114,7 +114,9 @@ def share_weights(folder: Path, files: dict[str, Path], precision: str) -> Share
     return SharedWeights(location, sha256_file(folder / location), sorted(users), len(offsets), saved)
 
 
-def share_export_weights(folder: Path, graphs: dict[str, dict[str, Any]], file_name) -> dict[str, SharedWeights]:
+def share_export_weights(
+    folder: Path, graphs: dict[str, dict[str, Any]], file_name: Callable[[str, str], str]
+) -> dict[str, SharedWeights]:
     """`share_weights` for every precision of an export being built in `folder`
     (`graphs[precision][graph]`, files named by `file_name(graph, precision)`)."""
     written = {}
