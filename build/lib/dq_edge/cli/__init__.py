@@ -1,1 +1,0 @@
-"""The `dq-edge` command line (typer). Only this package prints and picks exit codes."""
