@@ -28,8 +28,9 @@ def _export(tmp: Path) -> Path:
     folder.mkdir()
     manifest = json.loads((source / "manifest.json").read_text())
     manifest["precisions"] = {"fp32": manifest["precisions"]["fp32"]}
-    for graph in manifest["precisions"]["fp32"]["graphs"].values():
-        shutil.copyfile(source / graph["file"], folder / graph["file"])
+    shared = manifest["precisions"]["fp32"].get("weights")  # the weights its graphs share
+    for name in [g["file"] for g in manifest["precisions"]["fp32"]["graphs"].values()] + ([shared["file"]] if shared else []):
+        shutil.copyfile(source / name, folder / name)
     _write(folder / "manifest.json", manifest)
     return folder
 

@@ -243,4 +243,5 @@ def test_run_reads_the_manifest_once_and_hashes_each_graph_once(tmp_path, monkey
     code = main(["run", "--engine", str(export), "--num", "1", "--threads", "1", "--out", str(tmp_path / "out")])
     assert code == 0
     assert reads == [export / "manifest.json"] and manifest_reads == []
-    assert sorted(hashes) == sorted(set(hashes)) and len(hashes) == 6  # each of the 6 fp32 graphs once
+    assert sorted(hashes) == sorted(set(hashes)) and len(hashes) == 7  # each of the 6 fp32 graphs once
+    assert export / "weights.fp32.bin" in hashes  # and the weights they share, once

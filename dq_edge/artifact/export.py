@@ -106,6 +106,8 @@ def load_export(source: str | Path | ArtifactDoc, precision: str, verify: bool =
         if verify and sha256_file(path) != g.sha256:
             raise ArtifactMismatchError(f"{path} does not match its sha256 in {MANIFEST_NAME} (modified or partial)", hint)
         files[graph], specs[graph], digests[graph] = path, spec, g.sha256
+    if entry.weights is not None:
+        _verify_weights(folder, entry.weights.file, entry.weights.sha256, verify, hint)
     return ExportInfo(
         folder=folder,
         precision=precision,
@@ -119,6 +121,16 @@ def load_export(source: str | Path | ArtifactDoc, precision: str, verify: bool =
         manifest=doc.raw,
         manifest_sha256=doc.sha256,
     )
+
+
+def _verify_weights(folder: Path, name: str, digest: str, verify: bool, hint: str) -> None:
+    """The shared weights file (ONNX external data the graphs point at): inside the folder, present,
+    and (once per run) its recorded sha256."""
+    path = contained_file(folder, name, hint)
+    if not path.is_file():
+        raise ArtifactMismatchError(f"{path} (the weights its graphs share) is missing", hint)
+    if verify and sha256_file(path) != digest:
+        raise ArtifactMismatchError(f"{path} does not match its sha256 in {MANIFEST_NAME} (modified or partial)", hint)
 
 
 def verify_all(folder: str | Path) -> dict[str, ExportInfo]:

@@ -60,8 +60,27 @@ class ExportGraphSchema(Schema):
     heads_quantized: Optional[bool] = None
 
 
+class ExportWeightsSchema(Schema):
+    """The weights file the graphs of one precision share (ONNX external data, stored once)."""
+
+    file: FileName
+    sha256: Sha256
+    graphs: Annotated[list[GraphName], Field(min_length=1, max_length=MAX_LIST)]
+
+
 class ExportPrecisionSchema(Schema):
     graphs: Annotated[dict[GraphName, ExportGraphSchema], Field(min_length=1)]
+    weights: Optional[ExportWeightsSchema] = None
+
+    @model_validator(mode="after")
+    def _weights_users(self) -> "ExportPrecisionSchema":
+        if self.weights is not None:
+            unknown = sorted(set(self.weights.graphs) - set(self.graphs))
+            if unknown:
+                raise ValueError(f"weights.graphs names graphs this precision lacks: {', '.join(unknown)}")
+            if self.weights.file in {g.file for g in self.graphs.values()}:
+                raise ValueError(f"weights.file {self.weights.file} is also a graph file")
+        return self
 
 
 class ExportSourceSchema(Schema):

@@ -1,5 +1,6 @@
 """Export-on-first-use for `dq-edge run` / `bench` without an export folder: a model folder (the
-shipped one by default) is exported to ONNX once into the cache, then reused.
+shipped one by default) is exported to ONNX once into the cache, then reused. The shipped model's
+fp32 export is installed with the package and used directly (no torch needed).
 
 This lives in the CLI layer so the runtime never calls the exporter: exporting needs torch +
 onnx; without them the user gets a typed error that says what to install or pass instead.
@@ -14,9 +15,15 @@ from pathlib import Path
 from dq_edge import precisions
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 from dq_edge.outputs import cache_slot
-from dq_edge.runtime.default_model import export_cache_folder, is_model_folder, shipped_model_folder
-
-DEFAULT_MAX_BATCH = 8
+from dq_edge.runtime.default_model import (
+    DEFAULT_MAX_BATCH,
+    export_cache_folder,
+    is_model_folder,
+    model_weights_sha256,
+    shipped_export_folder,
+    shipped_export_problem,
+    shipped_model_folder,
+)
 
 
 def resolve_engine_folder(engine: Path | None, precision: str | None) -> tuple[Path, bool]:
@@ -47,9 +54,14 @@ def ensure_default_export(precision: str) -> tuple[Path, bool]:
 
 
 def ensure_export(model: Path, precision: str) -> tuple[Path, bool]:
-    """(export folder, exported_now). Exports `model` when the cache has no valid copy."""
+    """(export folder, exported_now): the shipped export when it was made from these weights,
+    else the cached export, made now when the cache has no valid copy."""
     model = Path(model)
-    folder = export_cache_folder(model, precision)
+    digest = model_weights_sha256(model)
+    shipped = shipped_export_folder()
+    if shipped_export_problem(digest, precision, shipped) is None:
+        return shipped, False
+    folder = export_cache_folder(model, precision, digest)
     with cache_slot(folder):  # waits while another process exports it; sweeps killed exports' temps
         return _export_into_cache(model, folder, precision)
 

@@ -129,9 +129,13 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> Export
         return ExportResult(req.out, existing, True, time.perf_counter() - t0)
 
     from dq_edge.export.build import build_export_folder
+    from dq_edge.export.manifest import graph_file_name
+    from dq_edge.export.shared_weights import add_to_manifest, share_export_weights
 
     with atomic_dir(req.out, overwrite=True) as tmp:
         manifest_parts = build_export_folder(req, tmp, say)
+        say("storing the weights the graphs share once")
+        shared = share_export_weights(tmp, manifest_parts["graphs"], graph_file_name)  # before the graphs are hashed
         manifest = build_manifest(
             model_hash=mhash,
             model_path=str(Path(req.model).resolve()),
@@ -141,5 +145,6 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> Export
             folder=tmp,
             **manifest_parts,
         )
+        add_to_manifest(manifest, shared)
         write_manifest(tmp, manifest)
     return ExportResult(req.out, manifest, False, time.perf_counter() - t0)
