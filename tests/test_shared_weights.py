@@ -32,12 +32,12 @@ def _initializers(path: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def plain_fp32(tmp_path_factory) -> Path:
     """The tiny model's fp32 graphs as the exporter writes them (before sharing)."""
-    from dq_edge.export.build import export_models
+    from dq_edge.export.build import export_fp32
     from dq_edge.export.graphs import load_models
 
     folder = tmp_path_factory.mktemp("plain")
     req = SimpleNamespace(precisions=["fp32"], max_batch=export_helpers.MAX_BATCH, opset=17, exporter="legacy")
-    export_models(load_models(export_helpers.tiny_model_folder()), req, folder, lambda _m: None)
+    export_fp32(load_models(export_helpers.tiny_model_folder()), req, folder, lambda _m: None)
     return folder
 
 
