@@ -84,29 +84,27 @@ class ImageRow:
 
 
 def describe(folder: str | Path, precision: str | None = None) -> ModelInfo:
-    """Read an export or engine folder's manifests (no backend is opened)."""
+    """Read an export or engine folder's manifest (no backend is opened)."""
     from dq_edge.export.manifest import load_export, read_manifest
     from dq_edge.runtime.session import folder_kind
 
     folder = Path(folder)
-    max_batch = None
     if folder_kind(folder) == "engine":
         from dq_edge.engines.manifest import read_manifest as read_engine_manifest
 
         engine = read_engine_manifest(folder)
         if precision is not None and precision != engine.precision:
             raise InputError(f"{folder} holds {engine.precision} engines, not {precision}", "omit the precision")
-        folder, precision, max_batch = Path(engine.export_folder), engine.precision, engine.max_batch
-    if precision is None:
-        have = list(read_manifest(folder).get("precisions", {}))
-        precision = "fp32" if "fp32" in have or not have else have[0]
-    info = load_export(folder, precision, verify=False)
-    if info.layout is None:
-        raise InputError(f"{folder} was exported without a transformer; nothing to generate", "export a full model")
-    return ModelInfo(
-        info.dims.image_size, max_batch or info.max_batch, info.layout.n_classes,
-        info.layout.null_class_id is not None, precision,
-    )
+        dims, layout, max_batch, precision = engine.dims, engine.layout, engine.max_batch, engine.precision
+    else:
+        if precision is None:
+            have = list(read_manifest(folder).get("precisions", {}))
+            precision = "fp32" if "fp32" in have or not have else have[0]
+        info = load_export(folder, precision, verify=False)
+        dims, layout, max_batch = info.dims, info.layout, info.max_batch
+    if layout is None:
+        raise InputError(f"{folder} holds no transformer; nothing to generate", "export a model that has both stages")
+    return ModelInfo(dims.image_size, max_batch, layout.n_classes, layout.null_class_id is not None, precision)
 
 
 def _column(inputs: Mapping[str, np.ndarray], name: str, rows: int) -> np.ndarray | None:
@@ -142,7 +140,8 @@ class ServeEngine:
 
         if "SEED" not in inputs:
             raise InputError("input SEED is missing", "send SEED as INT64 [n, 1]")
-        rows = int(np.asarray(inputs["SEED"]).shape[0])
+        seed_input = np.asarray(inputs["SEED"])
+        rows = int(seed_input.shape[0]) if seed_input.ndim else 1  # the full shape is checked by _column
         seeds = _column(inputs, "SEED", rows)
         if (seeds < 0).any():
             raise InputError(f"SEED must be >= 0, got {int(seeds.min())}", "send seeds between 0 and 2**63 - 1")
