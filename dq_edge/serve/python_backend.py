@@ -29,7 +29,7 @@ _USED_CAPSULE = ctypes.c_char_p(b"used_dltensor")  # module-level: a capsule kee
 def _to_triton(pb, name: str, value: np.ndarray):
     """A Triton tensor from a numpy array through DLPack. The stub's numpy interop is built for
     numpy 1.x and misreads numpy 2 arrays ("output tensor shape does not match size of
-    output"); DLPack does not depend on numpy's ABI. The stub renames a consumed capsule
+    output"); DLPack does not depend on numpy's ABI, and works the same with numpy 1.x. The stub renames a consumed capsule
     "used_dlpack" where the DLPack protocol (and numpy's capsule destructor) expect
     "used_dltensor"; renaming it keeps numpy from reporting an error for every output."""
     capsule = np.ascontiguousarray(value).__dlpack__()
@@ -38,6 +38,12 @@ def _to_triton(pb, name: str, value: np.ndarray):
     set_name.argtypes, set_name.restype = (ctypes.py_object, ctypes.c_char_p), ctypes.c_int
     set_name(capsule, _USED_CAPSULE)
     return tensor
+
+
+def _from_triton(tensor) -> np.ndarray:
+    """A request tensor as a numpy array, through DLPack: `as_numpy()` builds the array with
+    the stub's numpy 1.x interop, which under numpy 2 repeats the first element in every row."""
+    return np.array(np.from_dlpack(tensor), copy=True)  # own copy: the request's memory is Triton's
 
 
 def model_parameters(config: dict) -> dict[str, str]:
@@ -83,7 +89,7 @@ class TritonPythonModel:
             for decl in INPUTS:
                 tensor = pb.get_input_tensor_by_name(request, decl.name)
                 if tensor is not None:
-                    inputs[decl.name] = tensor.as_numpy()
+                    inputs[decl.name] = _from_triton(tensor)
             batch.append(inputs)
         try:
             results = self.engine.serve(batch)
