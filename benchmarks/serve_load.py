@@ -7,7 +7,9 @@
 Loopback only, bounded: each level runs for its duration (then waits for the requests in flight)
 and stops early at --max-requests. Per level: requests/s, images/s, latency p50/p95/p99, failed
 and lost requests (sent minus answered), and the RSS of the server's whole process tree (dq-edge
-serve, tritonserver, the Python backend stubs) at the start and end of the level. `dq-edge run`
+serve, tritonserver, the Python backend stubs) at the start and end of the level (and every 15 s).
+A warm-up of two full batches runs first, so that the RSS figures start from a server that has
+already allocated its buffers for the largest batch. `dq-edge run`
 (same engine, --backend ort-cpu, --batch B) is measured before and after the load; the serving
 overhead is serve images/s over the mean run images/s. Writes
 benchmarks/results/serve/serve-load-<label>.{json,md}.
@@ -92,13 +94,23 @@ def load_level(url: str, clients: int, duration_s: float, max_requests: int, n_c
                 counts["images"] += int(ok)
         connection.close()
 
+    rss_series: list[tuple[float, float]] = []  # (seconds into the level, MB) every 15 s
+    done = threading.Event()
+
+    def sample_rss() -> None:
+        while not done.wait(15.0):
+            rss_series.append((round(time.monotonic() - start, 1), round(process_tree_rss(server_pid) / 2**20, 1)))
+
     rss_start = process_tree_rss(server_pid)
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
+    sampler = threading.Thread(target=sample_rss)
+    for thread in threads + [sampler]:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - start
+    done.set()
+    sampler.join()
     rss_end = process_tree_rss(server_pid)
     return {
         "clients": clients, "duration_s": duration_s, "elapsed_s": round(elapsed, 2),
@@ -108,6 +120,7 @@ def load_level(url: str, clients: int, duration_s: float, max_requests: int, n_c
         "latency_s": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99)},
         "server_rss_mb": {"start": round(rss_start / 2**20, 1), "end": round(rss_end / 2**20, 1)},
         "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
+        "server_rss_mb_every_15s": rss_series,
         "errors": errors[:10],
     }
 
@@ -155,6 +168,7 @@ def markdown(result: dict) -> str:
     lines += [
         "", f"`dq-edge run` at batch {result['batch']}: " + ", ".join(f"{b['images_per_second']} images/s" for b in base)
         + f" (before / after the load; mean {result['run_images_per_second']}). Command: `{base[0]['command']}`", "",
+        f"Server RSS during the last level (s, MB): {result['levels'][-1]['server_rss_mb_every_15s']}", "",
         f"Server exit code after SIGTERM: {result['server_exit_code']}.", "",
         "Targets at the last level: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in result["targets_met"].items()), "",
     ]
@@ -187,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         "uptime_before": uptime(), "baseline": [run_baseline(args.engine, args.batch, args.run_images, 0)], "levels": [],
     }
     server = ServeProcess(args.engine, ["--backend", "ort-cpu", "--max-batch", str(args.batch)])
+    url = server.endpoints.http.removeprefix("http://")
     try:
         result["versions"] = versions(server.endpoints.http)
-        load_level(server.endpoints.http.removeprefix("http://"), 1, 600.0, 1, info.n_classes, server.pid)  # warm-up: 1 request
+        # warm-up: two full batches, so that ONNX Runtime's buffers for the largest batch exist
+        # before any level measures the server's RSS
+        result["warm_up"] = load_level(url, args.batch, 600.0, 2 * args.batch, info.n_classes, server.pid)
         for count, duration in zip(clients, durations):
-            level = load_level(server.endpoints.http.removeprefix("http://"), count, duration, args.max_requests, info.n_classes, server.pid)
+            level = load_level(url, count, duration, args.max_requests, info.n_classes, server.pid)
             result["levels"].append(level)
             print(json.dumps(level), flush=True)
     finally:

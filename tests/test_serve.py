@@ -3,6 +3,7 @@ this module on the tiny class-conditional export (3 classes + a null class, max 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shlex
@@ -35,17 +36,17 @@ def server():
 
 
 def infer(server, classes: list[int], seeds: list[int], **optional) -> dict[str, np.ndarray]:
-    import tritonclient.http as http
+    import tritonclient.http as triton_http
 
     rows = len(seeds)
     inputs = []
     for name, values, dtype, kind in (("CLASS_ID", classes, np.int64, "INT64"), ("SEED", seeds, np.int64, "INT64")) + tuple(
         (name, [value] * rows, np.float32, "FP32") for name, value in optional.items()
     ):
-        tensor = http.InferInput(name, [rows, 1], kind)
+        tensor = triton_http.InferInput(name, [rows, 1], kind)
         tensor.set_data_from_numpy(np.asarray(values, dtype=dtype).reshape(rows, 1))
         inputs.append(tensor)
-    client = http.InferenceServerClient(server.endpoints.http.removeprefix("http://"), network_timeout=300.0)
+    client = triton_http.InferenceServerClient(server.endpoints.http.removeprefix("http://"), network_timeout=300.0)
     try:
         reply = client.infer("dq_edge", inputs)
         return {name: reply.as_numpy(name) for name in ("IMAGE", "TOKENS", "LENGTH")}
@@ -180,7 +181,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(server):
     def call(i: int) -> None:
         try:
             status, _ = post_json(infer_url(server.endpoints.http), example_body(class_id=i % 3, seed=200 + i))
-        except urllib.error.URLError:  # sent after the server stopped listening: never accepted
+        except (OSError, http.client.HTTPException):  # arrived while the server closed: never accepted
             status = 0
         replies.append((status, time.monotonic()))
 

@@ -126,9 +126,12 @@ def test_repository_runs_on_the_bundled_tritonserver(tmp_path):
 
     repo = tmp_path / "repo"
     assert main(["export-triton", "--engine", str(class_export()), "--out", str(repo), "--backend", "ort-cpu", "--threads", "1"]) == 0
-    endpoints = Endpoints("127.0.0.1", *free_ports(3))
+    http_port, grpc_port, metrics_port = free_ports(3)
+    endpoints = Endpoints(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)  # default host
     command = server_command(prepare_server(tmp_path / "ws"), repo, endpoints, exit_timeout_s=30, verbose=False)
     assert f"--model-repository={repo}" in command
+    for endpoint in ("http", "grpc", "metrics"):  # loopback unless told otherwise
+        assert f"--{endpoint}-address=127.0.0.1" in command
     server = TritonProcess(command, server_environment(), endpoints)
     try:
         server.wait_ready(300)

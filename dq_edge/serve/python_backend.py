@@ -22,16 +22,16 @@ import numpy as np
 from dq_edge.errors import DQEdgeError, InputError
 from dq_edge.serve.protocol import INPUTS
 
-
 _USED_CAPSULE = ctypes.c_char_p(b"used_dltensor")  # module-level: a capsule keeps only the pointer
 
 
 def _to_triton(pb, name: str, value: np.ndarray):
     """A Triton tensor from a numpy array through DLPack. The stub's numpy interop is built for
     numpy 1.x and misreads numpy 2 arrays ("output tensor shape does not match size of
-    output"); DLPack does not depend on numpy's ABI, and works the same with numpy 1.x. The stub renames a consumed capsule
-    "used_dlpack" where the DLPack protocol (and numpy's capsule destructor) expect
-    "used_dltensor"; renaming it keeps numpy from reporting an error for every output."""
+    output"); DLPack does not depend on numpy's ABI and works the same with numpy 1.x. The stub
+    renames a consumed capsule "used_dlpack" where the DLPack protocol (and numpy's capsule
+    destructor) expect "used_dltensor"; renaming it keeps numpy from reporting an error for
+    every output (the stub frees the tensor through the DLPack deleter either way)."""
     capsule = np.ascontiguousarray(value).__dlpack__()
     tensor = pb.Tensor.from_dlpack(name, capsule)
     set_name = ctypes.pythonapi.PyCapsule_SetName
@@ -58,7 +58,6 @@ def engine_folder(parameters: dict[str, str], version_folder: Path) -> Path:
 
 
 class TritonPythonModel:
-
     def initialize(self, args: dict) -> None:
         import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend
 
