@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "compare",
     "run",
     "bench",
+    "serve",
+    "export_triton",
 )
 
 app = typer.Typer(
