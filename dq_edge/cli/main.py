@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "compare",
     "run",
     "bench",
+    "encode", "decode",
 )
 
 app = typer.Typer(

@@ -23,7 +23,7 @@ from dq_edge.codec.container import CODER_FIXED, CODER_MODEL, DqtFile, DqtFormat
 from dq_edge.codec.frequencies import LOGIT_BITS, PROB_BITS
 from dq_edge.codec.model import CodecModel
 from dq_edge.codec.model_coder import decode_with_model, encode_with_model
-from dq_edge.errors import ArtifactMismatchError, InputError
+from dq_edge.errors import ArtifactMismatchError, DQEdgeError, InputError
 from dq_edge.sequences import decode_tokens, encode_tokens, fine_cell_mask, region_ratio
 from dq_edge.tokens import TokenLayout
 
@@ -170,11 +170,22 @@ def _code_map(layout: TokenLayout, grain: np.ndarray, ordered: np.ndarray) -> np
     return codes.reshape(layout.fine_hw)
 
 
-def decode_files(model: CodecModel, blobs: Sequence[bytes], batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """.dqt bytes of N files -> uint8 images [N, H, W, 3] (the decoder in groups of batch_size)."""
+def decode_files(
+    model: CodecModel, blobs: Sequence[bytes], batch_size: int = BATCH_SIZE, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """.dqt bytes of N files -> uint8 images [N, H, W, 3] (the decoder in groups of batch_size).
+    With `names`, an error names the file it comes from."""
     from dq_edge.runtime.images import to_uint8
 
-    codes = np.stack([file_codes(model, data)[2] for data in blobs])  # [N, Hf, Wf]
+    maps = []
+    for i, data in enumerate(blobs):
+        try:
+            maps.append(file_codes(model, data)[2])
+        except DQEdgeError as exc:
+            if names is None:
+                raise
+            raise type(exc)(f"{names[i]}: {exc.message}", exc.hint) from exc
+    codes = np.stack(maps)  # [N, Hf, Wf]
     parts = [to_uint8(model.backend.decode(codes[lo : lo + batch_size])) for lo in range(0, len(codes), batch_size)]
     return np.concatenate(parts)
 

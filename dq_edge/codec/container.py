@@ -156,3 +156,14 @@ def parse(data: bytes, limits: Limits) -> DqtFile:
         raise DqtFormatError(f"the .dqt file has {len(r.data) - r.pos} unexpected bytes after its payload", HEADER_HINT)
     return DqtFile(coder, backend, precision, fingerprint, height, width, layout, prob_bits, logit_bits,
                    n_tokens, token_crc, payload)
+
+
+def peek_coding(data: bytes) -> tuple[int, str, str]:
+    """(coder, backend, precision) from a file's first bytes, before any model is open (to pick
+    the backend a file needs). Bounded; the full checks happen in `parse`."""
+    if data[: len(MAGIC)] != MAGIC:
+        raise DqtFormatError("not a .dqt file (wrong magic bytes)", HEADER_HINT)
+    r = _Reader(data)
+    r.take(len(MAGIC) + 1)
+    coder = r.take(2)[0]
+    return coder, r.name("backend"), r.name("precision")
