@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-JPEG_QUALITIES = (5, 10, 20, 30, 50, 70, 90)
-WEBP_QUALITIES = (5, 10, 20, 30, 50, 70, 90)
-KID_SETTINGS = ("dq-edge entropy", "dq-edge fixed", "JPEG q10", "JPEG q30", "JPEG q50", "WebP q10", "WebP q30", "WebP q50")
+JPEG_QUALITIES = (1, 5, 10, 20, 30, 50, 70, 90)
+WEBP_QUALITIES = (0, 1, 5, 10, 20, 30, 50, 70, 90)
+KID_SETTINGS = ("dq-edge entropy", "JPEG q5", "JPEG q10", "JPEG q30", "WebP q0", "WebP q5", "WebP q30")
 
 
 def _uptime() -> str:
@@ -165,9 +165,9 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, key, ylabel in ((axes[0], "psnr_db", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
-        for method, style in (("JPEG", "o-"), ("WebP", "s-")):
+        for method, style, qualities in (("JPEG", "o-", JPEG_QUALITIES), ("WebP", "s-", WEBP_QUALITIES)):
             pts = sorted((r["bpp"], r[key]) for r in rows if r["method"] == method)
-            ax.plot(*zip(*pts), style, label=f"{method} (Pillow, q {JPEG_QUALITIES[0]}..{JPEG_QUALITIES[-1]})")
+            ax.plot(*zip(*pts), style, label=f"{method} (Pillow, q {qualities[0]}..{qualities[-1]})")
         for r in rows:
             if r["method"].startswith("dq-edge"):
                 ax.plot(r["bpp"], r[key], "*", ms=14, label=f"{r['method']} (file)")
@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.kid:
         kids = _kid({k: decoded_sets[k] for k in KID_SETTINGS}, originals)
         for r in rows:
-            key = r["method"] if r["method"].startswith("dq-edge") else f"{r['method']} {r['setting']}"
+            # both dq-edge coders hold the same tokens, hence decode to the same images (checked above)
+            key = "dq-edge entropy" if r["method"].startswith("dq-edge") else f"{r['method']} {r['setting']}"
             if key in kids:
                 r["kid"] = kids[key]
         kid_label = f"KID (Inception-2015-12-05, N={len(originals)})"
