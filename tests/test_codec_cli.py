@@ -104,3 +104,18 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, encode
     assert code == exit_code and len(lines) == 1, err
     assert lines[0].startswith("error: ") and "(hint: " in lines[0] and expect in lines[0], lines[0]
     assert _tree(tmp_path) == before and not any(p.name.startswith(".") for p in tmp_path.rglob("*"))
+
+
+def test_encode_and_decode_without_torch_give_the_same_bytes(tmp_path, encoded_dir):
+    """A device with only numpy + onnxruntime: the same .dqt bytes as in-process, and it decodes them."""
+    from test_runtime_torchfree import run_without_torch
+
+    export = str(runtime_fixtures.class_export())
+    proc = run_without_torch(["encode", export, *map(str, image_files()[:3]), "--out", str(tmp_path / "dqt"),
+                              "--class", "2", "--threads", "1"])
+    assert proc.returncode == 0 and "TORCH_MODULES []" in proc.stderr, proc.stderr
+    for p in encoded_dir.glob("*.dqt"):
+        assert (tmp_path / "dqt" / p.name).read_bytes() == p.read_bytes()
+    proc = run_without_torch(["decode", export, str(encoded_dir), "--out", str(tmp_path / "png"), "--threads", "1"])
+    assert proc.returncode == 0 and "TORCH_MODULES []" in proc.stderr, proc.stderr
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3

@@ -9,13 +9,13 @@ model comes first, coded uniformly over the model's classes (log2 C bits).
 
 from __future__ import annotations
 
-import numpy as np
 import constriction
+import numpy as np
 
+from dq_edge.codec.container import DqtFormatError
 from dq_edge.codec.frequencies import PROB_BITS, categorical, ideal_bits, quantize
 from dq_edge.codec.stepper import POSITION, Backend, step_sequence
 from dq_edge.errors import DQEdgeError
-from dq_edge.codec.container import DqtFormatError
 from dq_edge.tokens import TokenLayout
 
 _CORRUPT_HINT = "re-encode the image; if it persists, decode on the backend and precision that encoded it"
