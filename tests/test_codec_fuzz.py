@@ -165,3 +165,16 @@ def test_huge_file_is_refused_before_reading(tmp_path, files):
         read_dqt(path, codec.limits)
     assert tracemalloc.get_traced_memory()[1] < PEAK_BYTES
     tracemalloc.stop()
+
+
+@pytest.mark.parametrize("payload", [b"", bytes(4), b"\xff" * 8, bytes(3)], ids=["empty", "zeros", "ones", "odd"])
+def test_degenerate_entropy_payloads_give_typed_errors(files, payload):
+    """Well-formed headers around payloads the range decoder cannot have written."""
+    from dataclasses import replace
+
+    from dq_edge.codec.container import serialize
+
+    codec = torch_codec()
+    header = parse(files["entropy0"], codec.limits)
+    forged = serialize(replace(header, fingerprint=codec.fingerprint, payload=payload))
+    assert _outcome(lambda d: file_codes(codec, d), forged) == "typed"
