@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "bench",
     "serve",
     "export_triton",
+    "encode", "decode",
 )
 
 app = typer.Typer(
