@@ -16,15 +16,21 @@ Graphs (names are the file stems, `<name>.<precision>.onnx`):
 - transformer_prefill:       T known tokens (2 <= T <= L) -> K/V rows for both stacks, plus the
                              position logits and hidden state of the last known token.
 
-`step` is an int64 tensor of shape [1]: the absolute index of the token being processed.
-Inside the graphs it is used only in comparisons / Where and as a Gather index, never as a
-slice bound or a shape, so TensorRT never sees a data-dependent shape.
+`step` is an int64 tensor of shape [B]: per sample, the absolute index of the token being
+processed (rows of one batch may be at different steps: continuous batching refills a finished
+row with a new image at step 0). Inside the graphs it is used only in comparisons / Where and
+as a Gather index, never as a slice bound or a shape, so TensorRT never sees a data-dependent
+shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Union
+
+import numpy as np
+
+from dq_edge.errors import InputError
 
 Dim = Union[int, str]  # int = static, str = symbolic ("batch", "tokens", "tokens_minus_1")
 
@@ -144,7 +150,7 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
     h_fine = TensorSpec("h_fine", act, ("batch", d.z_channels, hf, wf))
     grain = TensorSpec("grain", INT64, ("batch", hc, wc))
     codes = TensorSpec("codes", INT64, ("batch", hf, wf))
-    step = TensorSpec("step", INT64, (1,))
+    step = TensorSpec("step", INT64, ("batch",))  # per-row token index (continuous batching)
     L = d.max_length
 
     specs = {
@@ -229,8 +235,9 @@ GRAPH_NAMES = (
 #
 # - Each stack ("position", "content") has 2 * layers caches [B, heads, L, head_dim]: the step
 #   graph's input `past_{key,value}.i` is cache i, its output `present_{key,value}.i`
-#   [B, heads, 1, head_dim] is the new row, stored at row `step` of that cache (rows < step are
-#   the prefix; rows >= step are masked by the graph and must hold finite values, hence zeros).
+#   [B, heads, 1, head_dim] is the new row; sample b's row is stored at row `step[b]` of its
+#   cache (rows < step[b] are its prefix; rows >= step[b] are masked by the graph and must hold
+#   finite values: zeros after `begin`, or a previous image's rows after a refill).
 # - Prefill of T known tokens fills rows 0..T-1 of the position caches and rows 0..T-2 of the
 #   content caches (content row t needs position[t+1], unknown for the last token); its outputs
 #   are `<stack>_present_{key,value}.i` [B, heads, rows, head_dim].
@@ -303,10 +310,40 @@ def cache_shape(d: GraphDims, batch: int) -> tuple[int, int, int, int]:
     return (batch, d.heads, d.max_length, d.head_dim)  # [B, heads, L, head_dim]
 
 
-def store_rows(cache, rows, start: int) -> None:
-    """Write new K/V rows [B, heads, r, D] at cache rows start..start+r-1 of a [B, heads, L, D]
-    cache, in place. Works on anything with numpy slicing (numpy arrays, torch tensors)."""
-    cache[:, :, start : start + rows.shape[2]] = rows
+def step_rows(step, batch: int):
+    """int64 [batch] per-row step indices from an int (every row at the same step) or [batch]."""
+    rows = np.asarray(step, dtype=np.int64).reshape(-1)
+    return np.full(batch, int(rows[0]), np.int64) if rows.size == 1 else rows
+
+
+def check_steps(step, batch: int, max_length: int) -> np.ndarray:
+    """Validated per-row steps int64 [batch] (an int means every row at that step)."""
+    steps = step_rows(step, batch)
+    if steps.shape != (batch,):
+        raise InputError(f"{steps.size} step indices for a batch of {batch}", "pass one step per row, or one int")
+    if steps.min() < 0 or steps.max() >= max_length:
+        raise InputError(f"step {int(steps.min())}..{int(steps.max())} is outside the KV cache (0..{max_length - 1})")
+    return steps
+
+
+def store_rows(cache, rows, start) -> None:
+    """Write new K/V rows [B, heads, r, D] into a [B, heads, L, D] cache, in place: at cache rows
+    start..start+r-1 when `start` is an int, or (r = 1) sample b's row at row start[b] when
+    `start` is a [B] index array. Works on numpy arrays and torch tensors alike."""
+    if isinstance(start, int) or getattr(start, "ndim", 1) == 0:
+        start = int(start)
+        cache[:, :, start : start + rows.shape[2]] = rows
+        return
+    index = np.asarray(start, dtype=np.int64).reshape(-1)
+    if (index == index[0]).all():  # all rows at one step: one slice store
+        cache[:, :, int(index[0]) : int(index[0]) + 1] = rows
+        return
+    samples = np.arange(len(index))
+    if not isinstance(cache, np.ndarray):  # torch: index with tensors on the cache's device
+        import torch
+
+        samples, index = torch.from_numpy(samples).to(cache.device), torch.from_numpy(index).to(cache.device)
+    cache[samples, :, index] = rows[:, :, 0]  # [B, heads, D] rows, one per sample
 
 
 def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: int) -> dict[str, int]:
@@ -315,12 +352,29 @@ def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: i
     the first `batch` samples of a batch-leading cache are a contiguous prefix."""
     width = rows * d.head_dim * itemsize
     return {
+        "src_offset": 0,
         "dst_offset": row * d.head_dim * itemsize,
         "dpitch": d.max_length * d.head_dim * itemsize,
         "spitch": width,
         "width": width,
         "height": batch * d.heads,
     }
+
+
+def step_copy_geometry(d: GraphDims, itemsize: int, steps) -> list[dict[str, int]]:
+    """Pitched 2-D copies that store a step's new rows [B, heads, 1, D] at row steps[b] of each
+    sample b: one copy for the whole batch when every row is at the same step, else one copy
+    per sample (heads copy rows each; offsets relative to the present and cache buffers)."""
+    steps = [int(s) for s in steps]
+    if all(s == steps[0] for s in steps):
+        return [row_copy_geometry(d, itemsize, len(steps), steps[0], 1)]
+    copies = []
+    for b, s in enumerate(steps):
+        g = row_copy_geometry(d, itemsize, 1, s, 1)
+        g["src_offset"] = b * d.heads * d.head_dim * itemsize
+        g["dst_offset"] += b * d.heads * d.max_length * d.head_dim * itemsize
+        copies.append(g)
+    return copies
 
 
 def kv_pair_named(stack: str, name: str) -> KvPair | None:

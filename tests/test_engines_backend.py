@@ -107,7 +107,7 @@ def test_only_logits_cross_to_host_each_step(tmp_path):
     assert d2h == [(backend._slots["position_logits"], 3 * DIMS.position_vocab * 4)]
     # one host-to-device copy per step (audit L4): all int64 inputs from one pinned staging buffer
     h2d = [a for name, a in step_calls if name == "h2d"]
-    assert h2d == [(backend._slots[slot_name(POS, "content")], (3 * 4 + 1) * 8)]
+    assert h2d == [(backend._slots[slot_name(POS, "content")], 4 * 4 * 8)]  # 3 ids + step: [max_batch] each
     assert [backend._slots[slot_name(POS, t)] for t in ("content", "position", "segment", "step")] == [
         h2d[0][0] + 8 * offset for offset in (0, 4, 8, 12)
     ]

@@ -2,7 +2,7 @@
 
 This is a test/calibration harness, not the runtime (dq_edge.runtime owns buffers, IO binding
 and sampling): it runs a KNOWN token sequence step by step through the step graphs, writing
-each step's new K/V rows into numpy caches at row `step`, and returns the logits of every
+each step's new K/V rows into numpy caches at row `step` (all samples at the same step), and returns the logits of every
 step. Torch-free (numpy + onnxruntime).
 """
 
@@ -69,7 +69,7 @@ def teacher_forced_steps(
     pos_logits, con_logits = [], []
     out = TeacherForced(np.empty(0), np.empty(0))
     for t in range(length - 1):
-        step = np.array([t], dtype=np.int64)
+        step = np.full(batch, t, dtype=np.int64)  # every sample at token t
         feed = {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": step, **pos_cache}
         keep = record is not None and record(t)  # asked once per step: the predicate may count calls
         res = run(position_step, feed)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dq_edge.errors import InputError
-from dq_edge.graph_io import GraphDims, kv_pairs, prefill_rows, store_rows
+from dq_edge.graph_io import GraphDims, kv_pairs, prefill_rows, step_rows, store_rows
 from dq_edge.models.kv_steps import ContentStep, PositionStep, Prefill, empty_caches, graph_dims
 from dq_edge.models.transformer import StackedTransformer
 from dq_edge.runtime.timing import StageStats, StageTimes
@@ -50,7 +50,7 @@ class TorchBackend:
             c.zero_()
 
     @staticmethod
-    def _store(caches: list[torch.Tensor], rows: tuple[torch.Tensor, ...], start: int) -> None:
+    def _store(caches: list[torch.Tensor], rows: tuple[torch.Tensor, ...], start) -> None:
         """The kv_steps modules return new rows in graph_io's pair order (key.0, value.0, ...)."""
         for cache, r in zip(caches, rows, strict=True):
             store_rows(cache, r, start)
@@ -62,17 +62,20 @@ class TorchBackend:
         self._times.add(stage, time.perf_counter() - t0)
         return out
 
-    def position_step(self, content, position, segment, step: int) -> np.ndarray:
+    def position_step(self, content, position, segment, step) -> np.ndarray:
+        """`step`: int (every row) or int64 [batch] (per row), as in the Backend protocol."""
         ids = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for a in (content, position, segment)]
-        logits, hidden, *rows = self._timed("position_step", self._position, *ids, torch.tensor([step]), *self._pcache)
-        self._store(self._pcache, rows, step)
+        steps = step_rows(step, self.batch)
+        logits, hidden, *rows = self._timed("position_step", self._position, *ids, torch.from_numpy(steps), *self._pcache)
+        self._store(self._pcache, rows, steps)
         self._hidden = hidden
         return logits.numpy()
 
-    def content_step(self, next_position, next_segment, step: int) -> np.ndarray:
+    def content_step(self, next_position, next_segment, step) -> np.ndarray:
         ids = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for a in (next_position, next_segment)]
-        logits, *rows = self._timed("content_step", self._content, self._hidden, *ids, torch.tensor([step]), *self._ccache)
-        self._store(self._ccache, rows, step)
+        steps = step_rows(step, self.batch)
+        logits, *rows = self._timed("content_step", self._content, self._hidden, *ids, torch.from_numpy(steps), *self._ccache)
+        self._store(self._ccache, rows, steps)
         return logits.numpy()
 
     def prefill(self, content, position, segment) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from dq_edge.artifact.graph_check import check_graph_outputs
 from dq_edge.device import open_device
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, InputError
-from dq_edge.graph_io import PREFILL_GRAPH, STEP_GRAPH_OF, GraphDims, GraphSpec, graph_specs
+from dq_edge.graph_io import PREFILL_GRAPH, STEP_GRAPH_OF, GraphDims, GraphSpec, check_steps, graph_specs
 from dq_edge.ort_import import import_onnxruntime
 from dq_edge.runtime.ort_buffers import DeviceBuffers, HostBuffers
 from dq_edge.runtime.timing import StageStats, StageTimes
@@ -165,22 +165,21 @@ class OrtBackend:
         self._batch = batch
         self._bindings = self._buffers.bind(self._session, batch)
 
-    def _run_step(self, graph: str, stage: str, feeds: dict[str, np.ndarray], step: int) -> np.ndarray:
+    def _run_step(self, graph: str, stage: str, feeds: dict[str, np.ndarray], step) -> np.ndarray:
         if self._batch == 0:
             raise RuntimeError("call begin(batch) before stepping")
-        if not 0 <= step < self.dims.max_length:
-            raise InputError(f"step {step} is outside the KV cache (0..{self.dims.max_length - 1})")
+        steps = check_steps(step, self._batch, self.dims.max_length)
         start = time.perf_counter()
-        logits = self._buffers.step(self._sessions[graph], self._bindings[graph], graph, feeds, step)
+        logits = self._buffers.step(self._sessions[graph], self._bindings[graph], graph, feeds, steps)
         self._times.add(stage, time.perf_counter() - start)
         return logits
 
     # ------------------------------------------------------------------ Backend protocol
-    def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step: int) -> np.ndarray:
+    def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step) -> np.ndarray:
         feeds = {"content": content, "position": position, "segment": segment}
         return self._run_step(STEP_GRAPH_OF["position"], "position_step", feeds, step)
 
-    def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step: int) -> np.ndarray:
+    def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step) -> np.ndarray:
         feeds = {"next_position": next_position, "next_segment": next_segment}
         return self._run_step(STEP_GRAPH_OF["content"], "content_step", feeds, step)
 

@@ -27,7 +27,8 @@ import numpy as np
 from dq_edge.device import Device, HostBuffer
 from dq_edge.graph_io import (
     HIDDEN, INT64, LOGITS_OF, PREFILL_GRAPH, STACK_OF, STEP_GRAPH_OF, GraphDims, GraphSpec, TensorSpec,
-    activation_dtype, all_kv_pairs, kv_pairs, prefill_rows, row_copy_geometry, store_rows,
+    activation_dtype, all_kv_pairs, kv_pairs, prefill_rows, row_copy_geometry, step_copy_geometry, step_rows,
+    store_rows,
 )
 
 Session = Any  # onnxruntime.InferenceSession (or a test double with the same methods)
@@ -74,14 +75,15 @@ class HostBuffers:
         self._bound.append(value)
         return value
 
-    def step(self, session: Session, binding: Any, graph: str, feeds: dict[str, np.ndarray], step: int) -> np.ndarray:
+    def step(self, session: Session, binding: Any, graph: str, feeds: dict[str, np.ndarray], step) -> np.ndarray:
         b, bufs = self._batch, self.arrays[graph]
         for name, value in feeds.items():
             bufs[name][:b] = value
-        bufs["step"][0] = step
+        steps = bufs["step"][:b]
+        steps[:] = step  # an int broadcasts; an int64 [b] gives each row its own step
         session.run_with_iobinding(binding)
         for pair in kv_pairs(self._dims, STACK_OF[graph]):
-            store_rows(bufs[pair.past][:b], bufs[pair.present][:b], step)
+            store_rows(bufs[pair.past][:b], bufs[pair.present][:b], steps)
         return bufs[LOGITS_OF[STACK_OF[graph]]][:b].copy()  # the caller may mask it in place
 
     def prefill(self, session: Session, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -130,9 +132,9 @@ class DeviceBuffers:
             # one page-locked staging buffer (and one device twin) for all int64 step inputs
             ids = [t for t in spec.inputs if t.dtype == INT64]
             offset, slots = 0, {}
-            for t in ids:
+            for t in ids:  # all [batch] vectors, `step` included
                 slots[t.name] = offset
-                offset += max_batch if t.dims[0] == "batch" else 1
+                offset += max_batch
             self._offsets[graph] = slots
             self._host[f"stage.{graph}"] = device.alloc_host((offset,), np.int64)
             self.ptr[f"stage.{graph}"] = device.alloc(offset * 8)
@@ -178,24 +180,26 @@ class DeviceBuffers:
         self._dev.synchronize(self._stream)
         return bindings
 
-    def step(self, session: Session, binding: Any, graph: str, feeds: dict[str, np.ndarray], step: int) -> np.ndarray:
+    def step(self, session: Session, binding: Any, graph: str, feeds: dict[str, np.ndarray], step) -> np.ndarray:
         b, slots = self._batch, self._offsets[graph]
         stage = self._host[f"stage.{graph}"].array
         for name, value in feeds.items():
             stage[slots[name] : slots[name] + b] = value
-        stage[slots["step"]] = step
+        stage[slots["step"] : slots["step"] + b] = step  # int (broadcast) or int64 [b]
         self._dev.h2d(self.ptr[f"stage.{graph}"], stage, self._stream)  # one copy, from pinned memory
         self._dev.synchronize(self._stream)  # ORT runs on its own stream: the inputs must be there
         session.run_with_iobinding(binding)  # returns after ORT synchronised its stream
         stack = STACK_OF[graph]
+        copies = step_copy_geometry(self._dims, self._act.itemsize, step_rows(step, b))
         for pair in kv_pairs(self._dims, stack):
-            self._store(pair, b, step, 1)
+            self._store(pair, copies)
         return self._logits(LOGITS_OF[stack], b)
 
-    def _store(self, pair: Any, batch: int, row: int, rows: int) -> None:
-        g = row_copy_geometry(self._dims, self._act.itemsize, batch, row, rows)
-        self._dev.copy_2d(self.ptr[pair.cache] + g["dst_offset"], g["dpitch"], self._present_ptr(pair), g["spitch"],
-                          g["width"], g["height"], self._stream)
+    def _store(self, pair: Any, copies: list[dict[str, int]]) -> None:
+        """New rows from the present buffer into the cache: pitched device-to-device copies."""
+        for g in copies:
+            self._dev.copy_2d(self.ptr[pair.cache] + g["dst_offset"], g["dpitch"], self._present_ptr(pair) + g["src_offset"],
+                              g["spitch"], g["width"], g["height"], self._stream)
 
     def _logits(self, name: str, batch: int) -> np.ndarray:
         host = self._host[name].array[:batch]
@@ -219,7 +223,7 @@ class DeviceBuffers:
             self._bind(binding, t, ptr, t.shape(sizes), output=True)
         session.run_with_iobinding(binding)
         for pair in all_kv_pairs(self._dims):
-            self._store(pair, b, 0, prefill_rows(pair.stack, tokens))
+            self._store(pair, [row_copy_geometry(self._dims, self._act.itemsize, b, 0, prefill_rows(pair.stack, tokens))])
         return self._logits(LOGITS_OF["position"], b)
 
     def addresses(self) -> dict[str, int]:
