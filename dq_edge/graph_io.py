@@ -338,12 +338,8 @@ def store_rows(cache, rows, start) -> None:
     if (index == index[0]).all():  # all rows at one step: one slice store
         cache[:, :, int(index[0]) : int(index[0]) + 1] = rows
         return
-    samples = np.arange(len(index))
-    if not isinstance(cache, np.ndarray):  # torch: index with tensors on the cache's device
-        import torch
-
-        samples, index = torch.from_numpy(samples).to(cache.device), torch.from_numpy(index).to(cache.device)
-    cache[samples, :, index] = rows[:, :, 0]  # [B, heads, D] rows, one per sample
+    # [B, heads, D] rows, one per sample (torch tensors take numpy index arrays too)
+    cache[np.arange(len(index)), :, index] = rows[:, :, 0]
 
 
 def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: int) -> dict[str, int]:
