@@ -11,7 +11,10 @@ Graphs (names are the file stems, `<name>.<precision>.onnx`):
 - decoder:                   codes[B,Hf,Wf] int64 -> image[B,3,H,W]
 - transformer_position_step: one token per sample; writes nothing in place: it returns the
                              new K/V rows [B,heads,1,head_dim] that the runtime stores at
-                             row `step` of its preallocated caches [B,heads,L,head_dim].
+                             row `step` of its preallocated caches [B,heads,R,head_dim].
+                             R ("cache_rows") is dynamic: the runtime binds the smallest
+                             length bucket holding every row's prefix (see `cache_buckets`), so
+                             a step's attention costs O(prefix), not O(L).
 - transformer_content_step:  hidden of the position stack + next position -> content logits.
 - transformer_prefill:       T known tokens (2 <= T <= L) -> K/V rows for both stacks, plus the
                              position logits and hidden state of the last known token.
@@ -32,7 +35,8 @@ import numpy as np
 
 from dq_edge.errors import InputError
 
-Dim = Union[int, str]  # int = static, str = symbolic ("batch", "tokens", "tokens_minus_1")
+Dim = Union[int, str]  # int = static, str = symbolic ("batch", "tokens", "tokens_minus_1", "cache_rows")
+CACHE_ROWS = "cache_rows"  # the step graphs' past caches' length axis (a bucket of rows)
 
 FLOAT32 = "float32"
 FLOAT16 = "float16"
@@ -152,6 +156,8 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
     codes = TensorSpec("codes", INT64, ("batch", hf, wf))
     step = TensorSpec("step", INT64, ("batch",))  # per-row token index (continuous batching)
     L = d.max_length
+    # cache rows: any bucket 1..L (opt = L: TensorRT tunes for the longest, the worst case)
+    step_ranges = {**batch, CACHE_ROWS: (1, L, L)}
 
     specs = {
         "encoder": GraphSpec("encoder", (image,), (h_coarse, h_fine), batch),
@@ -172,13 +178,13 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
                 TensorSpec("segment", INT64, ("batch",)),
                 step,
             )
-            + _kv_specs(d, d.position_layers, "past", L, act),
+            + _kv_specs(d, d.position_layers, "past", CACHE_ROWS, act),
             (
                 TensorSpec("position_logits", FLOAT32, ("batch", d.position_vocab)),
                 TensorSpec("hidden", act, ("batch", d.width)),
             )
             + _kv_specs(d, d.position_layers, "present", 1, act),
-            batch,
+            step_ranges,
         ),
         "transformer_content_step": GraphSpec(
             "transformer_content_step",
@@ -188,10 +194,10 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
                 TensorSpec("next_segment", INT64, ("batch",)),
                 step,
             )
-            + _kv_specs(d, d.content_layers, "past", L, act),
+            + _kv_specs(d, d.content_layers, "past", CACHE_ROWS, act),
             (TensorSpec("content_logits", FLOAT32, ("batch", d.content_vocab)),)
             + _kv_specs(d, d.content_layers, "present", 1, act),
-            batch,
+            step_ranges,
         ),
         "transformer_prefill": GraphSpec(
             "transformer_prefill",
@@ -306,8 +312,28 @@ def prefill_rows(stack: str, tokens: int) -> int:
     return tokens if stack == "position" else tokens - 1
 
 
-def cache_shape(d: GraphDims, batch: int) -> tuple[int, int, int, int]:
-    return (batch, d.heads, d.max_length, d.head_dim)  # [B, heads, L, head_dim]
+def cache_shape(d: GraphDims, batch: int, rows: int | None = None) -> tuple[int, int, int, int]:
+    return (batch, d.heads, rows or d.max_length, d.head_dim)  # [B, heads, R, head_dim]
+
+
+def step_sizes(batch: int, cache_rows: int) -> dict[str, int]:
+    """The symbolic sizes of a step graph's IO."""
+    return {"batch": batch, CACHE_ROWS: cache_rows}
+
+
+def cache_buckets(max_length: int, smallest: int = 64) -> tuple[int, ...]:
+    """Cache lengths the runtime keeps one contiguous buffer of: smallest, 2*smallest, ...
+    (each at most L/2), then L. The sum stays below 2L: at most twice one full cache."""
+    sizes, rows = [], max(1, smallest)
+    while 2 * rows <= max_length:
+        sizes.append(rows)
+        rows *= 2
+    return tuple(sizes) + (max_length,)
+
+
+def bucket_for(rows: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket holding `rows` cache rows."""
+    return next(b for b in buckets if b >= rows)
 
 
 def step_rows(step, batch: int):
@@ -342,35 +368,48 @@ def store_rows(cache, rows, start) -> None:
     cache[np.arange(len(index)), :, index] = rows[:, :, 0]
 
 
-def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: int) -> dict[str, int]:
+def row_copy_geometry(
+    d: GraphDims, itemsize: int, batch: int, row: int, rows: int, cache_rows: int | None = None
+) -> dict[str, int]:
     """One pitched 2-D copy (cudaMemcpy2DAsync) that stores `rows` new rows of a contiguous
-    [batch, heads, rows, D] present tensor at cache row `row`: one copy row per (sample, head);
-    the first `batch` samples of a batch-leading cache are a contiguous prefix."""
+    [batch, heads, rows, D] present tensor at row `row` of a [*, heads, cache_rows, D] cache
+    (default L): one copy row per (sample, head); the first `batch` samples of a batch-leading
+    cache are a contiguous prefix."""
     width = rows * d.head_dim * itemsize
     return {
         "src_offset": 0,
         "dst_offset": row * d.head_dim * itemsize,
-        "dpitch": d.max_length * d.head_dim * itemsize,
+        "dpitch": (cache_rows or d.max_length) * d.head_dim * itemsize,
         "spitch": width,
         "width": width,
         "height": batch * d.heads,
     }
 
 
-def step_copy_geometry(d: GraphDims, itemsize: int, steps) -> list[dict[str, int]]:
+def step_copy_geometry(d: GraphDims, itemsize: int, steps, cache_rows: int | None = None) -> list[dict[str, int]]:
     """Pitched 2-D copies that store a step's new rows [B, heads, 1, D] at row steps[b] of each
-    sample b: one copy for the whole batch when every row is at the same step, else one copy
-    per sample (heads copy rows each; offsets relative to the present and cache buffers)."""
+    sample b of a [*, heads, cache_rows, D] cache: one copy for the whole batch when every row
+    is at the same step, else one copy per sample (heads copy rows each; offsets relative to
+    the present and cache buffers)."""
     steps = [int(s) for s in steps]
+    rows = cache_rows or d.max_length
     if all(s == steps[0] for s in steps):
-        return [row_copy_geometry(d, itemsize, len(steps), steps[0], 1)]
+        return [row_copy_geometry(d, itemsize, len(steps), steps[0], 1, rows)]
     copies = []
     for b, s in enumerate(steps):
-        g = row_copy_geometry(d, itemsize, 1, s, 1)
+        g = row_copy_geometry(d, itemsize, 1, s, 1, rows)
         g["src_offset"] = b * d.heads * d.head_dim * itemsize
-        g["dst_offset"] += b * d.heads * d.max_length * d.head_dim * itemsize
+        g["dst_offset"] += b * d.heads * rows * d.head_dim * itemsize
         copies.append(g)
     return copies
+
+
+def bucket_copy_geometry(d: GraphDims, itemsize: int, batch: int, src_rows: int, dst_rows: int) -> dict[str, int]:
+    """One pitched 2-D copy of the first min(src, dst) rows of every (sample, head) from a
+    [batch, heads, src_rows, D] cache into a [batch, heads, dst_rows, D] one (a bucket switch)."""
+    width = min(src_rows, dst_rows) * d.head_dim * itemsize
+    return {"src_offset": 0, "dst_offset": 0, "spitch": src_rows * d.head_dim * itemsize,
+            "dpitch": dst_rows * d.head_dim * itemsize, "width": width, "height": batch * d.heads}
 
 
 def kv_pair_named(stack: str, name: str) -> KvPair | None:

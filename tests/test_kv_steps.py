@@ -109,7 +109,7 @@ def test_garbage_in_unused_cache_rows_is_ignored(tr):
 def test_step_io_matches_graph_specs(tr):
     dims = graph_dims(tr, image_size=16, z_channels=8, router="entropy")
     specs = graph_specs(dims, "fp32", max_batch=2)
-    sizes = {"batch": 2, "tokens": 5, "tokens_minus_1": 4}
+    sizes = {"batch": 2, "tokens": 5, "tokens_minus_1": 4, "cache_rows": dims.max_length}
     content, position, segment = _batch(np.random.default_rng(3), 2)
     inputs = {
         "transformer_position_step": [content[:, 0], position[:, 0], segment[:, 0], torch.zeros(2, dtype=torch.long)]

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dq_edge.engines.plan import ExportSource
-from dq_edge.graph_io import GRAPH_NAMES, GraphSpec, graph_specs
+from dq_edge.graph_io import CACHE_ROWS, GRAPH_NAMES, GraphSpec, graph_specs
 
 # precision -> (atol, rtol) for float outputs, and the allowed share of differing integer elements
 TOLERANCES = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (1e-1, 1e-1)}
@@ -58,7 +58,7 @@ class GraphComparison:
 
 
 def feed_sizes(spec: GraphSpec, batch: int, tokens: int) -> dict[str, int]:
-    return {"batch": batch, "tokens": tokens, "tokens_minus_1": tokens - 1}
+    return {"batch": batch, "tokens": tokens, "tokens_minus_1": tokens - 1, CACHE_ROWS: spec.ranges.get(CACHE_ROWS, (0, 0, 0))[2]}
 
 
 def make_feed(spec: GraphSpec, source: ExportSource, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -47,8 +47,8 @@ from dq_edge.engines.trt_loader import EngineLoader, TensorRTLoader, check_engin
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError, DQEdgeError, InputError
 from dq_edge.graph_io import (
     GRAPH_NAMES, HIDDEN, HOST_OUTPUTS, INT64, LOGITS_OF, PREFILL_GRAPH, STACK_OF, STEP_GRAPH_OF, GraphSpec,
-    activation_dtype, check_steps, graph_specs, kv_pair_named, kv_pairs, prefill_rows, row_copy_geometry,
-    step_copy_geometry,
+    CACHE_ROWS, activation_dtype, check_steps, graph_specs, kv_pair_named, kv_pairs, prefill_rows, row_copy_geometry,
+    step_copy_geometry, step_sizes,
 )
 from dq_edge.runtime.timing import StageStats, StageTimes
 
@@ -162,7 +162,7 @@ class TrtBackend:
     def _allocate(self) -> None:
         self._allocate_stages()
         L = self.dims.max_length
-        sizes = {"batch": self.max_batch, "tokens": L, "tokens_minus_1": L - 1}
+        sizes = {"batch": self.max_batch, "tokens": L, "tokens_minus_1": L - 1, CACHE_ROWS: L}
         need: dict[str, tuple[int, Any, tuple[int, ...]]] = {}  # slot -> largest (nbytes, dtype, shape)
         host: set[str] = set()
         for g, spec in self.specs.items():
@@ -316,7 +316,7 @@ class TrtBackend:
             self._drop_graphs()  # their kernels have the old shapes baked in
             for g in STEP_GRAPHS:
                 if g in self._ctx:
-                    self._set_shapes(g, {"batch": batch})
+                    self._set_shapes(g, step_sizes(batch, self.dims.max_length))  # full-length caches
         self._batch = batch
         d = self.dims
         cache_bytes = self.max_batch * d.heads * d.max_length * d.head_dim * self._act_itemsize

@@ -188,9 +188,10 @@ class Generator:
         self.rows.set_content(nxt, content, active)  # start positions get their start content
         ended = active & self.masks.done
         self.lengths[ended] = t[ended] + 2
-        # finished rows advance with the others (PAD tokens, outputs ignored) but stay inside
-        # the cache: in continuous batching they may outlive the longest sequence
-        self._t, self._logits = np.where(active, t + 1, np.minimum(t + 1, self.rows.content.shape[1] - 2)), None
+        # finished rows advance with the others (PAD tokens, outputs ignored) but never past the
+        # furthest active row (which sets the cache bucket) nor the cache's end
+        cap = min(int(t[active].max()) + 1 if active.any() else 0, self.rows.content.shape[1] - 2)
+        self._t, self._logits = np.where(active, t + 1, np.minimum(t + 1, cap)), None
         return int(active.sum())
 
     def _forced(self, t: int) -> np.ndarray | None:
