@@ -103,3 +103,12 @@ def test_admit_is_refused_with_a_prefix_or_mid_step():
         Generator(backend, 2, seeds=[0])
     with pytest.raises(InputError, match="unknown batching"):
         generate_images(backend, backend.layout, RunRequest(2, 2, None, SamplingParams(), batching="dynamic"))
+
+
+def test_run_refuses_an_unknown_batching(tmp_path, capsys):
+    from dq_edge.cli.main import main
+
+    assert main(["run", "--out", str(tmp_path / "o"), "--batching", "dynamic", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --batching must be continuous or static")
+    assert not (tmp_path / "o").exists()

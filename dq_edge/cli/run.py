@@ -58,6 +58,7 @@ def run_command(
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: all cores)."),
+    cache_buckets: bool = typer.Option(True, "--cache-buckets/--full-caches", help="ONNX Runtime: bind length-bucketed KV caches (a step costs O(prefix)) or full-length ones (bitwise the same floats whatever the batch)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
@@ -103,7 +104,7 @@ def run_command(
             if exported_now:
                 console.print(f"exported {what} to {engine}")
         # an export/engine folder's manifest was read above: the run reads it once
-        opened = open_runtime(manifest_doc if manifest_doc is not None else engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
+        opened = open_runtime(manifest_doc if manifest_doc is not None else engine, backend, precision, threads=threads, cuda_graph=cuda_graph, cache_buckets=cache_buckets)
         layout = opened.layout
         per_image_classes = resolve_classes(layout, num, class_request)
         complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None

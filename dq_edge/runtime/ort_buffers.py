@@ -136,7 +136,9 @@ class HostBuffers:
         return np.asarray(outputs["position_logits"], dtype=np.float32)
 
     def addresses(self) -> dict[str, int]:
-        addresses = {f"{g}/{n}": a.ctypes.data for g, bufs in self.arrays.items() for n, a in bufs.items()}
+        # the past entries of `arrays` alias the current bucket: list the buckets themselves
+        addresses = {f"{g}/{n}": a.ctypes.data for g, bufs in self.arrays.items() for n, a in bufs.items()
+                     if kv_pair_named(STACK_OF[g], n) is None or n.startswith("present")}
         addresses.update({f"{r}/{n}": a.ctypes.data for r, caches in self.caches.items() for n, a in caches.items()})
         addresses.update({f"bound/{i}": v.data_ptr() for i, v in enumerate(self._bound)})
         return addresses
