@@ -42,12 +42,19 @@ def test_buckets_cover_every_length_within_twice_one_cache():
 
 def test_exported_step_graphs_take_the_cache_length_at_run_time():
     import onnx
+    from onnx import numpy_helper
 
     info = load_export(export_helpers.tiny_export(), "fp32")
     for graph in ("transformer_position_step", "transformer_content_step"):
         model = onnx.load(str(info.files[graph]))
         past = next(i for i in model.graph.input if i.name == "past_key.0")
         assert past.type.tensor_type.shape.dim[2].dim_param == CACHE_ROWS
+        # no integer constant holds L: the mask's length comes from Shape(past), the row index from `step`
+        small = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT64]
+        small += [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+        values = [numpy_helper.to_array(t) for t in small if int(np.prod(t.dims)) <= 8]
+        assert not any((v == info.dims.max_length).any() for v in values if v.dtype.kind in "iu")
+        assert "Shape" in {n.op_type for n in model.graph.node}
 
 
 @pytest.mark.parametrize("make", [_ort, _torch], ids=["ort-cpu", "torch"])
