@@ -30,7 +30,7 @@ from dq_edge import precisions as table
 from dq_edge.atomic import atomic_dir
 from dq_edge.bench.stages import synthetic_tokens
 from dq_edge.errors import DQEdgeError
-from dq_edge.graph_io import GraphDims, graph_specs
+from dq_edge.graph_io import GraphDims, graph_specs, step_sizes
 from dq_edge.tokens import TokenLayout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def _export_p6c18_steps(tr: torch.nn.Module, dims: GraphDims, precisions: list[s
         say(f"{tr.config.width}-wide steps: exporting {name} (fp32)")
         fp32[name] = folder / graph_file_name(name, "fp32")
         with torch.no_grad():
-            export_graph(modules[name].eval(), fp32_specs[name], example_inputs(fp32_specs[name], dims, {"batch": EXAMPLE_BATCH}), fp32[name])
+            export_graph(modules[name].eval(), fp32_specs[name], example_inputs(fp32_specs[name], dims, step_sizes(EXAMPLE_BATCH, max(2, dims.max_length - 1))), fp32[name])
     if "fp16" in precisions:
         specs = graph_specs(dims, "fp16", MAX_BATCH)
         for name in STEP_GRAPHS:

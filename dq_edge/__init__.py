@@ -11,6 +11,9 @@ from typing import Any
 __version__ = "0.1.0"
 # Bumped when a saved artifact (model folder, export manifest, engine manifest) changes meaning.
 FORMAT_VERSION = 1
+# Exports and engines have their own version: the graphs' IO changed without the model folder.
+# 2: the step graphs take a per-row `step` int64 [B] (continuous batching).
+EXPORT_FORMAT_VERSION = 2
 
 _LAZY = {"Pipeline": "dq_edge.facade", "PipelineOutput": "dq_edge.facade"}
 

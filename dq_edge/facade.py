@@ -99,15 +99,17 @@ class Pipeline:
         return cls(TorchBackend(tr, vae, max_batch=16), tr.layout, "torch reference (fp32)")
 
     def generator(self, batch: int, classes=None, **sampling) -> Generator:
-        """A step-wise generator over this pipeline's backend (`sampling`: SamplingParams fields)."""
-        return open_generator(self.backend, batch, classes, SamplingParams(**sampling), self.layout)
+        """A step-wise generator over this pipeline's backend (`sampling`: SamplingParams fields); sample i
+        draws from seed + i, as image i of `__call__` does."""
+        return open_generator(self.backend, batch, classes, SamplingParams(**sampling), self.layout, per_image_seeds=True)
 
     def __call__(self, num: int = 1, classes=None, seed: int = 0, batch: int | None = None, **sampling) -> PipelineOutput:
         """`num` images; `classes`: one id, or a list cycled over the images (class models; None
         cycles all classes); `sampling`: any other SamplingParams field (temperature, top_k,
         top_p, top_k_pos, top_p_pos, greedy, cfg_scale, fixed_fine_positions, sampler).
         `batch`: images per backend run (default: as many as the backend holds; one with the
-        official sampler, which pads a batch's coarse streams to the longest). Batch i uses seed + i."""
+        official sampler, which pads a batch's coarse streams to the longest). Image i draws from
+        seed + i (continuous batching: a finished image's row takes the next image at once)."""
         from PIL import Image
 
         from dq_edge.runtime.images import to_uint8

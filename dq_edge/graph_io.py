@@ -11,14 +11,19 @@ Graphs (names are the file stems, `<name>.<precision>.onnx`):
 - decoder:                   codes[B,Hf,Wf] int64 -> image[B,3,H,W]
 - transformer_position_step: one token per sample; writes nothing in place: it returns the
                              new K/V rows [B,heads,1,head_dim] that the runtime stores at
-                             row `step` of its preallocated caches [B,heads,L,head_dim].
+                             row `step` of its preallocated caches [B,heads,R,head_dim].
+                             R ("cache_rows") is dynamic: the runtime binds the smallest
+                             length bucket holding every row's prefix (see `cache_buckets`), so
+                             a step's attention costs O(prefix), not O(L).
 - transformer_content_step:  hidden of the position stack + next position -> content logits.
 - transformer_prefill:       T known tokens (2 <= T <= L) -> K/V rows for both stacks, plus the
                              position logits and hidden state of the last known token.
 
-`step` is an int64 tensor of shape [1]: the absolute index of the token being processed.
-Inside the graphs it is used only in comparisons / Where and as a Gather index, never as a
-slice bound or a shape, so TensorRT never sees a data-dependent shape.
+`step` is an int64 tensor of shape [B]: per sample, the absolute index of the token being
+processed (rows of one batch may be at different steps: continuous batching refills a finished
+row with a new image at step 0). Inside the graphs it is used only in comparisons / Where and
+as a Gather index, never as a slice bound or a shape, so TensorRT never sees a data-dependent
+shape.
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Union
 
-from dq_edge import precisions
+import numpy as np
 
-Dim = Union[int, str]  # int = static, str = symbolic ("batch", "tokens", "tokens_minus_1")
+from dq_edge import precisions
+from dq_edge.errors import InputError
+
+Dim = Union[int, str]  # int = static, str = symbolic ("batch", "tokens", "tokens_minus_1", "cache_rows")
+CACHE_ROWS = "cache_rows"  # the step graphs' past caches' length axis (a bucket of rows)
 
 PRECISIONS = precisions.PRECISION_NAMES  # re-exported: the one table lives in dq_edge.precisions
 
@@ -147,8 +156,10 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
     h_fine = TensorSpec("h_fine", act, ("batch", d.z_channels, hf, wf))
     grain = TensorSpec("grain", INT64, ("batch", hc, wc))
     codes = TensorSpec("codes", INT64, ("batch", hf, wf))
-    step = TensorSpec("step", INT64, (1,))
+    step = TensorSpec("step", INT64, ("batch",))  # per-row token index (continuous batching)
     L = d.max_length
+    # cache rows: any bucket 1..L (opt = L: TensorRT tunes for the longest, the worst case)
+    step_ranges = {**batch, CACHE_ROWS: (1, L, L)}
 
     specs = {
         "encoder": GraphSpec("encoder", (image,), (h_coarse, h_fine), batch),
@@ -169,13 +180,13 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
                 TensorSpec("segment", INT64, ("batch",)),
                 step,
             )
-            + _kv_specs(d, d.position_layers, "past", L, act),
+            + _kv_specs(d, d.position_layers, "past", CACHE_ROWS, act),
             (
                 TensorSpec("position_logits", FLOAT32, ("batch", d.position_vocab)),
                 TensorSpec("hidden", act, ("batch", d.width)),
             )
             + _kv_specs(d, d.position_layers, "present", 1, act),
-            batch,
+            step_ranges,
         ),
         "transformer_content_step": GraphSpec(
             "transformer_content_step",
@@ -185,10 +196,10 @@ def graph_specs(d: GraphDims, precision: str, max_batch: int) -> dict[str, Graph
                 TensorSpec("next_segment", INT64, ("batch",)),
                 step,
             )
-            + _kv_specs(d, d.content_layers, "past", L, act),
+            + _kv_specs(d, d.content_layers, "past", CACHE_ROWS, act),
             (TensorSpec("content_logits", FLOAT32, ("batch", d.content_vocab)),)
             + _kv_specs(d, d.content_layers, "present", 1, act),
-            batch,
+            step_ranges,
         ),
         "transformer_prefill": GraphSpec(
             "transformer_prefill",
@@ -232,8 +243,9 @@ GRAPH_NAMES = (
 #
 # - Each stack ("position", "content") has 2 * layers caches [B, heads, L, head_dim]: the step
 #   graph's input `past_{key,value}.i` is cache i, its output `present_{key,value}.i`
-#   [B, heads, 1, head_dim] is the new row, stored at row `step` of that cache (rows < step are
-#   the prefix; rows >= step are masked by the graph and must hold finite values, hence zeros).
+#   [B, heads, 1, head_dim] is the new row; sample b's row is stored at row `step[b]` of its
+#   cache (rows < step[b] are its prefix; rows >= step[b] are masked by the graph and must hold
+#   finite values: zeros after `begin`, or a previous image's rows after a refill).
 # - Prefill of T known tokens fills rows 0..T-1 of the position caches and rows 0..T-2 of the
 #   content caches (content row t needs position[t+1], unknown for the last token); its outputs
 #   are `<stack>_present_{key,value}.i` [B, heads, rows, head_dim].
@@ -302,28 +314,104 @@ def prefill_rows(stack: str, tokens: int) -> int:
     return tokens if stack == "position" else tokens - 1
 
 
-def cache_shape(d: GraphDims, batch: int) -> tuple[int, int, int, int]:
-    return (batch, d.heads, d.max_length, d.head_dim)  # [B, heads, L, head_dim]
+def cache_shape(d: GraphDims, batch: int, rows: int | None = None) -> tuple[int, int, int, int]:
+    return (batch, d.heads, rows or d.max_length, d.head_dim)  # [B, heads, R, head_dim]
 
 
-def store_rows(cache, rows, start: int) -> None:
-    """Write new K/V rows [B, heads, r, D] at cache rows start..start+r-1 of a [B, heads, L, D]
-    cache, in place. Works on anything with numpy slicing (numpy arrays, torch tensors)."""
-    cache[:, :, start : start + rows.shape[2]] = rows
+def step_sizes(batch: int, cache_rows: int) -> dict[str, int]:
+    """The symbolic sizes of a step graph's IO."""
+    return {"batch": batch, CACHE_ROWS: cache_rows}
 
 
-def row_copy_geometry(d: GraphDims, itemsize: int, batch: int, row: int, rows: int) -> dict[str, int]:
+def cache_buckets(max_length: int, smallest: int = 64) -> tuple[int, ...]:
+    """Cache lengths the runtime keeps one contiguous buffer of: smallest, 2*smallest, ...
+    (each at most L/2), then L. The sum stays below 2L: at most twice one full cache."""
+    sizes, rows = [], max(1, smallest)
+    while 2 * rows <= max_length:
+        sizes.append(rows)
+        rows *= 2
+    return tuple(sizes) + (max_length,)
+
+
+def bucket_for(rows: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket holding `rows` cache rows."""
+    return next(b for b in buckets if b >= rows)
+
+
+def step_rows(step, batch: int):
+    """int64 [batch] per-row step indices from an int (every row at the same step) or [batch]."""
+    rows = np.asarray(step, dtype=np.int64).reshape(-1)
+    return np.full(batch, int(rows[0]), np.int64) if rows.size == 1 else rows
+
+
+def check_steps(step, batch: int, max_length: int) -> np.ndarray:
+    """Validated per-row steps int64 [batch] (an int means every row at that step)."""
+    steps = step_rows(step, batch)
+    if steps.shape != (batch,):
+        raise InputError(f"{steps.size} step indices for a batch of {batch}", "pass one step per row, or one int")
+    if steps.min() < 0 or steps.max() >= max_length:
+        raise InputError(f"step {int(steps.min())}..{int(steps.max())} is outside the KV cache (0..{max_length - 1})")
+    return steps
+
+
+def store_rows(cache, rows, start) -> None:
+    """Write new K/V rows [B, heads, r, D] into a [B, heads, L, D] cache, in place: at cache rows
+    start..start+r-1 when `start` is an int, or (r = 1) sample b's row at row start[b] when
+    `start` is a [B] index array. Works on numpy arrays and torch tensors alike."""
+    if isinstance(start, int) or getattr(start, "ndim", 1) == 0:
+        start = int(start)
+        cache[:, :, start : start + rows.shape[2]] = rows
+        return
+    index = np.asarray(start, dtype=np.int64).reshape(-1)
+    if (index == index[0]).all():  # all rows at one step: one slice store
+        cache[:, :, int(index[0]) : int(index[0]) + 1] = rows
+        return
+    # [B, heads, D] rows, one per sample (torch tensors take numpy index arrays too)
+    cache[np.arange(len(index)), :, index] = rows[:, :, 0]
+
+
+def row_copy_geometry(
+    d: GraphDims, itemsize: int, batch: int, row: int, rows: int, cache_rows: int | None = None
+) -> dict[str, int]:
     """One pitched 2-D copy (cudaMemcpy2DAsync) that stores `rows` new rows of a contiguous
-    [batch, heads, rows, D] present tensor at cache row `row`: one copy row per (sample, head);
-    the first `batch` samples of a batch-leading cache are a contiguous prefix."""
+    [batch, heads, rows, D] present tensor at row `row` of a [*, heads, cache_rows, D] cache
+    (default L): one copy row per (sample, head); the first `batch` samples of a batch-leading
+    cache are a contiguous prefix."""
     width = rows * d.head_dim * itemsize
     return {
+        "src_offset": 0,
         "dst_offset": row * d.head_dim * itemsize,
-        "dpitch": d.max_length * d.head_dim * itemsize,
+        "dpitch": (cache_rows or d.max_length) * d.head_dim * itemsize,
         "spitch": width,
         "width": width,
         "height": batch * d.heads,
     }
+
+
+def step_copy_geometry(d: GraphDims, itemsize: int, steps, cache_rows: int | None = None) -> list[dict[str, int]]:
+    """Pitched 2-D copies that store a step's new rows [B, heads, 1, D] at row steps[b] of each
+    sample b of a [*, heads, cache_rows, D] cache: one copy for the whole batch when every row
+    is at the same step, else one copy per sample (heads copy rows each; offsets relative to
+    the present and cache buffers)."""
+    steps = [int(s) for s in steps]
+    rows = cache_rows or d.max_length
+    if all(s == steps[0] for s in steps):
+        return [row_copy_geometry(d, itemsize, len(steps), steps[0], 1, rows)]
+    copies = []
+    for b, s in enumerate(steps):
+        g = row_copy_geometry(d, itemsize, 1, s, 1, rows)
+        g["src_offset"] = b * d.heads * d.head_dim * itemsize
+        g["dst_offset"] += b * d.heads * rows * d.head_dim * itemsize
+        copies.append(g)
+    return copies
+
+
+def bucket_copy_geometry(d: GraphDims, itemsize: int, batch: int, src_rows: int, dst_rows: int) -> dict[str, int]:
+    """One pitched 2-D copy of the first min(src, dst) rows of every (sample, head) from a
+    [batch, heads, src_rows, D] cache into a [batch, heads, dst_rows, D] one (a bucket switch)."""
+    width = min(src_rows, dst_rows) * d.head_dim * itemsize
+    return {"src_offset": 0, "dst_offset": 0, "spitch": src_rows * d.head_dim * itemsize,
+            "dpitch": dst_rows * d.head_dim * itemsize, "width": width, "height": batch * d.heads}
 
 
 def kv_pair_named(stack: str, name: str) -> KvPair | None:

@@ -240,8 +240,8 @@ def toy_compute(graph: str, x: dict[str, np.ndarray], dims: GraphDims, act: Any)
     out: dict[str, np.ndarray] = {}
     if graph in ("transformer_position_step", "transformer_content_step"):
         stack = "position" if graph == "transformer_position_step" else "content"
-        b, step = (x["content"] if stack == "position" else x["next_position"]).shape[0], int(x["step"][0])
-        mask = (np.arange(L) < step).astype(np.float32)
+        b, step = (x["content"] if stack == "position" else x["next_position"]).shape[0], x["step"]  # step [b]
+        mask = (np.arange(L)[None, :] < step[:, None]).astype(np.float32)  # [b, L]
         past = x["past_key.0"][:, 0, :, 0].astype(np.float32)  # [b, L]
         total = (past * mask).sum(axis=1, keepdims=True)  # [b, 1]
         layers = dims.position_layers if stack == "position" else dims.content_layers

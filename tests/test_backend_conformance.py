@@ -25,7 +25,9 @@ from dq_edge.generation import SamplingParams, generate_tokens
 from dq_edge.runtime.ort_backend import OrtBackend
 from dq_edge.sequences import TokenBatch
 
-BACKENDS = ("torch", "ort-cpu", "ort-cuda-fake", "ort-trt-fake", "trt-fake", "trt-fake-cuda-graph")
+BACKENDS = ("torch", "ort-cpu", "ort-cpu-buckets", "ort-cuda-fake", "ort-cuda-fake-buckets", "ort-trt-fake", "trt-fake",
+            "trt-fake-cuda-graph")
+SMALL_BUCKET = 2  # "-buckets": cache buckets of 2, 4, 8, ... rows: the generation crosses several
 PARAMS = SamplingParams(greedy=True)
 BATCH, PREFIX = 2, 5
 
@@ -66,8 +68,9 @@ def _make(name: str, monkeypatch, tmp_path) -> Made:
 
         backend = TorchBackend(load_transformer(export_helpers.tiny_model_folder()), max_batch=info.max_batch)
         return Made(backend, lambda: {i: c.data_ptr() for i, c in enumerate(backend._pcache_full + backend._ccache_full)})
-    if name == "ort-cpu":
-        backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, threads=1)
+    bucket = SMALL_BUCKET if name.endswith("-buckets") else None
+    if name.startswith("ort-cpu"):
+        backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, threads=1, smallest_bucket=bucket)
         # the host buffers themselves (begin() wraps views of them in fresh OrtValues)
         return Made(backend, lambda: {k: v for k, v in backend.buffer_addresses().items() if not k.startswith("bound/")})
     if name.startswith("ort-"):
@@ -79,7 +82,8 @@ def _make(name: str, monkeypatch, tmp_path) -> Made:
         monkeypatch.setattr(ort_backend, "ort", fake_gpu_ort(device))
         monkeypatch.setattr(ort_backend, "open_device", lambda index=0: device)
         provider = name.split("-")[1]
-        backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, provider=provider, threads=1)
+        backend = OrtBackend(info.files, info.dims, info.layout, "fp32", info.max_batch, provider=provider, threads=1,
+                             smallest_bucket=bucket)
         return Made(backend, backend.buffer_addresses, device)
     from dq_edge.engines.plan import export_source
     from dq_edge.engines.trt_backend import TrtBackend

@@ -81,6 +81,21 @@ def test_kv_rows_land_at_row_step(tmp_path, precision):
     assert (dpitch, spitch, width, height) == (L * D * item, D * item, D * item, 3 * H)
 
 
+def test_rows_at_different_steps_land_at_their_own_rows(tmp_path):
+    """Continuous batching: one per-sample pitched copy stores sample b's row at row step[b]."""
+    backend, dev, _ = make_backend(tmp_path)
+    backend.begin(3)
+    steps = np.array([4, 0, 2])
+    content, position, segment = tokens(3, 0)
+    backend.position_step(content, position, segment, steps)
+    cache = dev.read(backend._slots["cache.position.key.0"], (4, H, L, D), np.float32)
+    for b, s in enumerate(steps):
+        assert np.all(cache[b, :, s, :] == row_value(s, b, "position")), b
+        assert not np.delete(cache[b], s, axis=1).any()  # no other row touched
+    with pytest.raises(InputError, match="outside the KV cache"):
+        backend.content_step(position, segment, np.array([0, L, 1]))
+
+
 def test_buffers_allocated_once_and_addresses_set_once(tmp_path):
     backend, dev, loader = make_backend(tmp_path)
     allocs = dev.count("alloc") + dev.count("alloc_host")
@@ -107,7 +122,7 @@ def test_only_logits_cross_to_host_each_step(tmp_path):
     assert d2h == [(backend._slots["position_logits"], 3 * DIMS.position_vocab * 4)]
     # one host-to-device copy per step (audit L4): all int64 inputs from one pinned staging buffer
     h2d = [a for name, a in step_calls if name == "h2d"]
-    assert h2d == [(backend._slots[slot_name(POS, "content")], (3 * 4 + 1) * 8)]
+    assert h2d == [(backend._slots[slot_name(POS, "content")], 4 * 4 * 8)]  # 3 ids + step: [max_batch] each
     assert [backend._slots[slot_name(POS, t)] for t in ("content", "position", "segment", "step")] == [
         h2d[0][0] + 8 * offset for offset in (0, 4, 8, 12)
     ]

@@ -170,5 +170,5 @@ def test_compare_save_inputs_writes_a_trtexec_replay(export, tmp_path, capsys, n
     plan = engines / f"{POS}.fp32.trt10.3.sm87.plan"
     line = next(x for x in out.splitlines() if x.startswith(POS + ":"))
     shapes = line.split("--shapes=")[1].split()[0]
-    assert f"--loadEngine={plan}" in line and shapes.startswith("content:2,position:2") and "step:" not in shapes
+    assert f"--loadEngine={plan}" in line and shapes.startswith("content:2,position:2,segment:2,step:2")  # step is per row [B]
     assert f"content:{saved / POS / 'content.bin'}" in line

@@ -58,8 +58,8 @@ def test_profiles_come_from_the_specs():
     specs = graph_specs(DIMS, "fp16", 8)
     L, H, D = DIMS.max_length, DIMS.heads, DIMS.head_dim
     step = profile_for(specs[POS])
-    assert "step" not in step  # fully static: TensorRT takes it from the network
-    assert step["past_key.0"] == ((1, H, L, D), (8, H, L, D), (8, H, L, D))  # only the batch dim ranges
+    assert step["step"] == ((1,), (8,), (8,))  # one step per row
+    assert step["past_key.0"] == ((1, H, 1, D), (8, H, L, D), (8, H, L, D))  # batch and cache rows (buckets) range
     assert step["content"] == ((1,), (8,), (8,))
     prefill = profile_for(specs["transformer_prefill"])
     assert prefill["content"] == ((1, 2), (8, min(L, 64)), (8, L))

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dq_edge.graph_io import graph_specs
+from dq_edge.graph_io import graph_specs, store_rows
 from dq_edge.models.kv_steps import ContentStep, PositionStep, Prefill, empty_caches, graph_dims, step_input_names
 from dq_edge.models.transformer import build_transformer
 from dq_edge.sequences import encode_batch
@@ -45,7 +45,7 @@ def _run_cached(tr, content, position, segment, start=0, pcache=None, ccache=Non
     pos_step, con_step = PositionStep(tr), ContentStep(tr)
     pl, cl = [], []
     for t in range(start, T - 1):
-        step = torch.tensor([t])
+        step = torch.full((B,), t)
         p_logits, hidden, *p_kv = pos_step(content[:, t], position[:, t], segment[:, t], step, *pcache)
         _store(pcache, p_kv, t)
         c_logits, *c_kv = con_step(hidden, position[:, t + 1], segment[:, t + 1], step, *ccache)
@@ -84,7 +84,7 @@ def test_prefill_then_steps_equal_teacher_forcing(tr, T0):
     for cache, rows in zip(ccache, c_rows):
         cache[:, :, : T0 - 1] = rows
     # continue with the content step of row T0-1, then full steps
-    step = torch.tensor([T0 - 1])
+    step = torch.full((3,), T0 - 1)
     c_logits, *c_kv = ContentStep(tr)(hidden, position[:, T0], segment[:, T0], step, *ccache)
     _store(ccache, c_kv, T0 - 1)
     assert (c_logits - ref_c[:, T0 - 1]).abs().max() <= TOL
@@ -109,12 +109,12 @@ def test_garbage_in_unused_cache_rows_is_ignored(tr):
 def test_step_io_matches_graph_specs(tr):
     dims = graph_dims(tr, image_size=16, z_channels=8, router="entropy")
     specs = graph_specs(dims, "fp32", max_batch=2)
-    sizes = {"batch": 2, "tokens": 5, "tokens_minus_1": 4}
+    sizes = {"batch": 2, "tokens": 5, "tokens_minus_1": 4, "cache_rows": dims.max_length}
     content, position, segment = _batch(np.random.default_rng(3), 2)
     inputs = {
-        "transformer_position_step": [content[:, 0], position[:, 0], segment[:, 0], torch.tensor([0])]
+        "transformer_position_step": [content[:, 0], position[:, 0], segment[:, 0], torch.zeros(2, dtype=torch.long)]
         + empty_caches(tr, "position", 2),
-        "transformer_content_step": [torch.zeros(2, dims.width), position[:, 1], segment[:, 1], torch.tensor([0])]
+        "transformer_content_step": [torch.zeros(2, dims.width), position[:, 1], segment[:, 1], torch.zeros(2, dtype=torch.long)]
         + empty_caches(tr, "content", 2),
         "transformer_prefill": [content[:, :5], position[:, :5], segment[:, :5]],
     }
@@ -129,3 +129,29 @@ def test_step_io_matches_graph_specs(tr):
         for t, y in zip(spec.outputs, outs):
             assert tuple(y.shape) == t.shape(sizes), (name, t.name)
             assert str(y.dtype) == f"torch.{t.dtype}"
+
+
+@torch.no_grad()
+def test_rows_at_different_steps_match_their_solo_runs(tr):
+    """Continuous batching: sample 1 starts `lag` steps after sample 0 in the same batch (per-row
+    `step`, stored with graph_io.store_rows); each sample's logits equal its own batch-1 run."""
+    content, position, segment = _batch(np.random.default_rng(4), 2)
+    T = content.shape[1]
+    lag = 3
+    solo = [_run_cached(tr, content[b : b + 1], position[b : b + 1], segment[b : b + 1]) for b in range(2)]
+    pcache = [torch.randn_like(c) for c in empty_caches(tr, "position", 2)]  # garbage: a refilled row
+    ccache = [torch.randn_like(c) for c in empty_caches(tr, "content", 2)]
+    pos_step, con_step = PositionStep(tr), ContentStep(tr)
+    for i in range(T - 1):
+        t = np.array([i, max(i - lag, 0)])  # sample 1 waits at step 0 for `lag` steps (recomputed)
+        idx = torch.from_numpy(t)
+        rows = torch.arange(2)
+        p_logits, hidden, *p_kv = pos_step(content[rows, idx], position[rows, idx], segment[rows, idx], idx, *pcache)
+        for cache, row in zip(pcache, p_kv):
+            store_rows(cache, row, t)
+        c_logits, *c_kv = con_step(hidden, position[rows, idx + 1], segment[rows, idx + 1], idx, *ccache)
+        for cache, row in zip(ccache, c_kv):
+            store_rows(cache, row, t)
+        for b in range(2):
+            assert (p_logits[b] - solo[b][0][0, t[b]]).abs().max() <= TOL
+            assert (c_logits[b] - solo[b][1][0, t[b]]).abs().max() <= TOL

@@ -139,7 +139,8 @@ class FakeBackend:
         self.batch = batch
 
     def _logits(self, v, *keys):
-        rng = np.random.default_rng(abs(hash(tuple(int(k) for k in keys))) % 2**32)
+        flat = np.concatenate([np.ravel(k) for k in keys])  # `step` may be per row [B]
+        rng = np.random.default_rng(abs(hash(tuple(int(k) for k in flat))) % 2**32)
         return rng.normal(size=(self.batch, v)).astype(np.float32) * 3
 
     def position_step(self, content, position, segment, step):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dq_edge import FORMAT_VERSION
+from dq_edge import EXPORT_FORMAT_VERSION, FORMAT_VERSION
 from dq_edge.artifact.reader import ArtifactKind
 from dq_edge.artifact.schemas import EngineManifestSchema, ExportManifestSchema, ModelConfigSchema
 
 MANIFEST_NAME = "manifest.json"
 CONFIG_NAME = "config.json"
-ENGINE_FORMAT_VERSION = 1
+ENGINE_FORMAT_VERSION = EXPORT_FORMAT_VERSION  # engines are built from the export's graphs
 
 EXPORT_RERUN_HINT = "re-run `dq-edge export MODEL --out {folder}` (add --overwrite to replace it)"
 ENGINE_REBUILD_HINT = "build one with this version's `dq-edge build-engine EXPORT_DIR --out DIR`"
@@ -17,7 +17,7 @@ MODEL_RECREATE_HINT = "pass a folder written by this version's `dq-edge train` o
 EXPORT_KIND = ArtifactKind(
     file_name=MANIFEST_NAME,
     format_name="dq-edge-export",
-    format_version=FORMAT_VERSION,
+    format_version=EXPORT_FORMAT_VERSION,
     label="export",
     folder_noun="a dq-edge export folder",
     file_noun="a dq-edge export manifest",

@@ -42,6 +42,7 @@ def run_command(
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 | w8 | w4 (default: fp32 if exported)."),
     num: int = typer.Option(16, "--num", help="Number of images."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Images generated together (default: as many as the export allows, <= --num)."),
+    batching: str = typer.Option("continuous", "--batching", help="continuous: a finished image's row takes the next image at once; static: whole batches. Completion and the official sampler always run static batches."),
     cls: Optional[int] = typer.Option(None, "--class", help="Class id for every image (class-conditional models)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class ids, cycled over the images."),
     seed: opt.Seed = 0,
@@ -57,6 +58,7 @@ def run_command(
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: 1, see docs/runtime.md)."),
+    cache_buckets: bool = typer.Option(True, "--cache-buckets/--full-caches", help="ONNX Runtime: bind length-bucketed KV caches (a step costs O(prefix)) or full-length ones (bitwise the same floats whatever the batch)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
@@ -82,6 +84,8 @@ def run_command(
     params = opt.sampling_params(
         seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
     )
+    if batching not in ("continuous", "static"):
+        raise UsageError(f"--batching must be continuous or static, got {batching!r}")
     if num < 1 or (batch is not None and batch < 1):
         raise UsageError(f"--num and --batch must be >= 1, got {num} and {batch}")
     class_request = [cls] if cls is not None else class_list
@@ -100,7 +104,7 @@ def run_command(
             if exported_now:
                 console.print(f"exported {what} to {engine}")
         # an export/engine folder's manifest was read above: the run reads it once
-        opened = open_runtime(manifest_doc if manifest_doc is not None else engine, backend, precision, threads=threads, cuda_graph=cuda_graph)
+        opened = open_runtime(manifest_doc if manifest_doc is not None else engine, backend, precision, threads=threads, cuda_graph=cuda_graph, cache_buckets=cache_buckets)
         layout = opened.layout
         per_image_classes = resolve_classes(layout, num, class_request)
         complete_image = img.load_image(complete, opened.backend.dims.image_size) if complete is not None else None
@@ -113,7 +117,7 @@ def run_command(
         if batch is None:  # guidance runs two backend rows per image; the official sampler one image
             # at a time (it pads each batch's coarse streams to the longest, which can overrun the cache)
             batch = 1 if sampler == "official" else max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
-        request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio)
+        request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio, batching)
 
         result = generate_with_progress(console, opened.backend, layout, request)
         summary = build_summary(
@@ -122,6 +126,7 @@ def run_command(
             n_codes=result.code_counts, stage_times=opened.backend.stage_times(),
             wall_seconds=result.wall_seconds, batch=batch, sampling=asdict(params),
             extra={
+                "batching": result.batching,
                 "classes": list(per_image_classes) if per_image_classes else None,
                 "complete": {"image": str(complete), "keep_ratio": keep_ratio, "kept_tokens": result.prefix_length}
                 if complete is not None else None,

@@ -24,7 +24,7 @@ import numpy as np
 
 from dq_edge import precisions
 from dq_edge.engines.plan import ExportSource
-from dq_edge.graph_io import GRAPH_NAMES, GraphSpec, graph_specs
+from dq_edge.graph_io import CACHE_ROWS, GRAPH_NAMES, GraphSpec, graph_specs
 
 # precision -> (atol, rtol) for float outputs, and the allowed share of differing integer elements
 TOLERANCES = {p.name: p.compare_tolerance for p in precisions.TABLE}
@@ -59,7 +59,7 @@ class GraphComparison:
 
 
 def feed_sizes(spec: GraphSpec, batch: int, tokens: int) -> dict[str, int]:
-    return {"batch": batch, "tokens": tokens, "tokens_minus_1": tokens - 1}
+    return {"batch": batch, "tokens": tokens, "tokens_minus_1": tokens - 1, CACHE_ROWS: spec.ranges.get(CACHE_ROWS, (0, 0, 0))[2]}
 
 
 def make_feed(spec: GraphSpec, source: ExportSource, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -74,7 +74,7 @@ def make_feed(spec: GraphSpec, source: ExportSource, batch: int, rng: np.random.
     for t in spec.inputs:
         shape = t.shape(feed_sizes(spec, batch, tokens))
         if t.name == "step":
-            feed[t.name] = np.array([step], np.int64)
+            feed[t.name] = np.full(shape, step, np.int64)  # every sample at the same step
         elif t.name in ("segment", "next_segment"):
             feed[t.name] = rng.integers(0, 2, shape).astype(np.int64)
         elif t.name in vocab:
@@ -150,7 +150,7 @@ def save_feeds(report: list[GraphComparison], folder: Path, engine_files: dict[s
             path = Path(folder) / g.graph / f"{name}.bin"
             write_bytes(path, np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes())
             paths[name] = path
-        shapes = {n: tuple(v.shape) for n, v in g.feed.items() if n != "step"}  # `step` is static
+        shapes = {n: tuple(v.shape) for n, v in g.feed.items()}
         engine = engine_files[g.graph] if engine_files and g.graph in engine_files else f"<{g.graph} engine>.plan"
         commands[g.graph] = trtexec_command(engine, shapes, paths)
     return commands

@@ -154,7 +154,7 @@ def network_typing(tensorrt_version: str, has_strongly_typed_flag: bool, precisi
 def profile_for(spec: GraphSpec) -> Profile:
     """min/opt/max of every input with a symbolic dim, straight from the spec.
 
-    Fully static inputs (`step` [1]) get no entry: TensorRT takes their shape from the network.
+    Fully static inputs get no entry: TensorRT takes their shape from the network.
     KV caches keep their static heads / L / head_dim; only their batch dim ranges.
     """
     dynamic = {t.name for t in spec.inputs if any(isinstance(d, str) for d in t.dims)}

@@ -47,7 +47,8 @@ from dq_edge.engines.trt_loader import EngineLoader, TensorRTLoader, check_engin
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError, DQEdgeError, InputError
 from dq_edge.graph_io import (
     GRAPH_NAMES, HIDDEN, HOST_OUTPUTS, INT64, LOGITS_OF, PREFILL_GRAPH, STACK_OF, STEP_GRAPH_OF, GraphSpec,
-    activation_dtype, graph_specs, kv_pair_named, kv_pairs, prefill_rows, row_copy_geometry,
+    CACHE_ROWS, activation_dtype, check_steps, graph_specs, kv_pair_named, kv_pairs, prefill_rows, row_copy_geometry,
+    step_copy_geometry, step_sizes,
 )
 from dq_edge.runtime.timing import StageStats, StageTimes
 
@@ -151,7 +152,7 @@ class TrtBackend:
             for t in self.specs[g].inputs:
                 if t.dtype == INT64:
                     offsets[t.name] = n
-                    n += self.max_batch if t.dims[0] == "batch" else 1
+                    n += self.max_batch  # every int64 step input is a [batch] vector
             host = self._dev.alloc_host((n,), np.int64)
             base = self._alloc(n * 8)
             self._stage[g] = (host, base, offsets)
@@ -161,7 +162,7 @@ class TrtBackend:
     def _allocate(self) -> None:
         self._allocate_stages()
         L = self.dims.max_length
-        sizes = {"batch": self.max_batch, "tokens": L, "tokens_minus_1": L - 1}
+        sizes = {"batch": self.max_batch, "tokens": L, "tokens_minus_1": L - 1, CACHE_ROWS: L}
         need: dict[str, tuple[int, Any, tuple[int, ...]]] = {}  # slot -> largest (nbytes, dtype, shape)
         host: set[str] = set()
         for g, spec in self.specs.items():
@@ -219,13 +220,12 @@ class TrtBackend:
         arr = np.ascontiguousarray(value, dtype=self._in_dtype[graph, tensor])
         self._dev.h2d(self._slots[slot_name(graph, tensor)], arr, self._stream)
 
-    def _put_step(self, graph: str, feeds: dict[str, np.ndarray], step: int) -> None:
-        """Token ids and `step` into the pinned staging buffer, then one copy to the device."""
+    def _put_step(self, graph: str, feeds: dict[str, np.ndarray], steps: np.ndarray) -> None:
+        """Token ids and per-row `step` into the pinned staging buffer, then one copy to the device."""
         host, base, offsets = self._stage[graph]
         b = self._batch
-        for name, value in feeds.items():
+        for name, value in {**feeds, "step": steps}.items():
             host.array[offsets[name] : offsets[name] + b] = value
-        host.array[offsets["step"]] = step
         self._dev.h2d(base, host.array, self._stream)
 
     def _fetch(self, graph: str, tensor: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -242,7 +242,7 @@ class TrtBackend:
         ctx = self._ctx[graph]
         for t in self.specs[graph].inputs:
             if all(isinstance(dim, int) for dim in t.dims):
-                continue  # static (`step`): nothing to set
+                continue  # fully static: nothing to set
             ok = ctx.set_input_shape(t.name, t.shape(sizes))
             if ok is False:
                 raise DQEdgeError(f"TensorRT refused shape {t.shape(sizes)} for {graph}:{t.name}", "rebuild the engines with a larger --max-batch")
@@ -287,15 +287,18 @@ class TrtBackend:
         self._dev.synchronize(self._stream)
         self._times.add(stage, self._dev.elapsed_s(start, end))
 
-    def _store_rows(self, graph: str, stack: str, row: int, tokens: int | None = None) -> None:
-        """New K/V rows into cache rows row.. (device to device, one pitched copy per cache):
-        one row after a step, `prefill_rows` rows after prefill of `tokens` tokens."""
-        rows = 1 if tokens is None else prefill_rows(stack, tokens)
-        g = row_copy_geometry(self.dims, self._act_itemsize, self._batch, row, rows)
+    def _store_rows(self, graph: str, stack: str, steps: np.ndarray | None, tokens: int | None = None) -> None:
+        """New K/V rows into the caches (device to device, pitched copies): after a step, sample
+        b's row at row steps[b]; after prefill of `tokens` tokens, `prefill_rows` rows from row 0."""
+        if tokens is None:
+            copies = step_copy_geometry(self.dims, self._act_itemsize, steps)
+        else:
+            copies = [row_copy_geometry(self.dims, self._act_itemsize, self._batch, 0, prefill_rows(stack, tokens))]
         for pair in kv_pairs(self.dims, stack):
             src = self._slots[slot_name(graph, pair.present if tokens is None else pair.prefill_present)]
-            dst = self._slots[pair.cache] + g["dst_offset"]
-            self._dev.copy_2d(dst, g["dpitch"], src, g["spitch"], g["width"], g["height"], self._stream)
+            for g in copies:
+                dst = self._slots[pair.cache] + g["dst_offset"]
+                self._dev.copy_2d(dst, g["dpitch"], src + g["src_offset"], g["spitch"], g["width"], g["height"], self._stream)
 
     def _need(self, graph: str) -> None:
         if graph not in self._ctx:
@@ -313,7 +316,7 @@ class TrtBackend:
             self._drop_graphs()  # their kernels have the old shapes baked in
             for g in STEP_GRAPHS:
                 if g in self._ctx:
-                    self._set_shapes(g, {"batch": batch})
+                    self._set_shapes(g, step_sizes(batch, self.dims.max_length))  # full-length caches
         self._batch = batch
         d = self.dims
         cache_bytes = self.max_batch * d.heads * d.max_length * d.head_dim * self._act_itemsize
@@ -321,21 +324,23 @@ class TrtBackend:
             if slot.startswith("cache."):
                 self._dev.memset(ptr, 0, cache_bytes, self._stream)
 
-    def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step: int) -> np.ndarray:
+    def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step) -> np.ndarray:
+        steps = check_steps(step, self._batch, self.dims.max_length)
         self._start(POS)
-        self._put_step(POS, {"content": content, "position": position, "segment": segment}, step)
+        self._put_step(POS, {"content": content, "position": position, "segment": segment}, steps)
         self._execute(POS)
-        self._store_rows(POS, "position", step)
+        self._store_rows(POS, "position", steps)
         logits = self._fetch(POS, LOGITS_OF["position"], (self._batch, self.dims.position_vocab))
         self._finish(POS)
         return logits.copy()
 
-    def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step: int) -> np.ndarray:
+    def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step) -> np.ndarray:
         self._need(CON)
+        steps = check_steps(step, self._batch, self.dims.max_length)
         self._start(CON)
-        self._put_step(CON, {"next_position": next_position, "next_segment": next_segment}, step)
+        self._put_step(CON, {"next_position": next_position, "next_segment": next_segment}, steps)
         self._execute(CON)
-        self._store_rows(CON, "content", step)
+        self._store_rows(CON, "content", steps)
         logits = self._fetch(CON, LOGITS_OF["content"], (self._batch, self.dims.content_vocab))
         self._finish(CON)
         return logits.copy()
@@ -350,8 +355,8 @@ class TrtBackend:
         for name, value in (("content", content), ("position", position), ("segment", segment)):
             self._put(PRE, name, value)
         self._enqueue(PRE)
-        self._store_rows(PRE, "position", 0, T)
-        self._store_rows(PRE, "content", 0, T)
+        self._store_rows(PRE, "position", None, T)
+        self._store_rows(PRE, "content", None, T)
         logits = self._fetch(PRE, "position_logits", (b, self.dims.position_vocab))
         self._finish(PRE)
         return logits.copy()

@@ -20,7 +20,7 @@ from dq_edge import precisions
 from dq_edge.export.graphs import example_inputs, graph_dims, graph_modules, load_models
 from dq_edge.export.manifest import graph_file_name
 from dq_edge.export.onnx_export import export_graph
-from dq_edge.graph_io import graph_specs
+from dq_edge.graph_io import CACHE_ROWS, graph_specs
 
 EXAMPLE_BATCH = 2
 
@@ -44,7 +44,8 @@ def export_fp32(models: Any, req: Any, folder: Path, say: Callable[[str], None])
     fp32_files: dict[str, Path] = {}
     for name, module in modules.items():
         spec = fp32_specs[name]
-        sizes = {"batch": EXAMPLE_BATCH, "tokens": min(dims.max_length, 6)}
+        # cache rows below L: the traced graph must take its length from the cache, not from L
+        sizes = {"batch": EXAMPLE_BATCH, "tokens": min(dims.max_length, 6), CACHE_ROWS: max(2, dims.max_length - 1)}
         say(f"exporting {name} (fp32)")
         path = scratch / graph_file_name(name, "fp32")
         with torch.no_grad():

@@ -2,8 +2,8 @@
 
 This is a test/calibration harness, not the runtime (dq_edge.runtime owns buffers, IO binding
 and sampling): it runs a KNOWN token sequence step by step through the step graphs, writing
-each step's new K/V rows into numpy caches at row `step`, and returns the logits of every
-step. Torch-free (numpy + onnxruntime).
+each step's new K/V rows into numpy caches at row `step` (all samples at the same step), and
+returns the logits of every step. Torch-free (numpy + onnxruntime).
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ def empty_caches(dims: GraphDims, precision: str, batch: int, stack: str) -> dic
 
 def position_feed(cache: dict[str, np.ndarray], content, position, segment, t: int) -> Feed:
     """Inputs of the position step at index `t` of tokens [B, T] with the given caches."""
-    return {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": np.array([t], dtype=np.int64), **cache}
+    step = np.full(content.shape[0], t, dtype=np.int64)  # [B]: every sample at token t
+    return {"content": content[:, t], "position": position[:, t], "segment": segment[:, t], "step": step, **cache}
 
 
 def content_feed(cache: dict[str, np.ndarray], hidden: np.ndarray, position, segment, t: int) -> Feed:
     """Inputs of the content step at index `t`: the position stack's hidden state there, and
     the position / segment of token t+1 (the one whose content it predicts)."""
-    return {"hidden": hidden, "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": np.array([t], dtype=np.int64), **cache}
+    step = np.full(hidden.shape[0], t, dtype=np.int64)  # [B]: every sample at token t
+    return {"hidden": hidden, "next_position": position[:, t + 1], "next_segment": segment[:, t + 1], "step": step, **cache}
 
 
 def prefill_caches(prefill: ort.InferenceSession, dims: GraphDims, content, position, segment) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

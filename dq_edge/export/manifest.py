@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dq_edge import FORMAT_VERSION, __version__
+from dq_edge import EXPORT_FORMAT_VERSION, __version__
 from dq_edge.artifact.export import ExportInfo, load_export, parse_precisions, read_manifest, verify_all
 from dq_edge.artifact.kinds import EXPORT_KIND, EXPORT_RERUN_HINT, MANIFEST_NAME
 from dq_edge.atomic import sha256_file, write_json
@@ -66,7 +66,7 @@ def build_manifest(
         precisions[precision] = {"graphs": out}
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": EXPORT_FORMAT_VERSION,
         "dq_edge_version": __version__,
         "source": {"model_hash": model_hash, "model_path": model_path},
         "dims": dims.to_dict(),

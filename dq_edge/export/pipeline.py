@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dq_edge import FORMAT_VERSION, __version__, precisions
+from dq_edge import EXPORT_FORMAT_VERSION, __version__, precisions
 from dq_edge.atomic import atomic_dir
 from dq_edge.errors import ArtifactMismatchError, DQEdgeError, UsageError
 from dq_edge.export.manifest import (
@@ -116,7 +116,7 @@ def export_model(req: ExportRequest, progress: Progress | None = None) -> Export
     read_config(req.model)  # format version check before any heavy import
     mhash = model_hash(req.model)
     request = {
-        "format_version": FORMAT_VERSION,
+        "format_version": EXPORT_FORMAT_VERSION,
         "dq_edge_version": __version__,
         "max_batch": req.max_batch,
         "opset": req.opset,

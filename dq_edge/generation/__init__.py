@@ -15,9 +15,11 @@ contracts in pyproject.toml).
 | `official` | `OfficialGenerator`: the official sampler's rules, token for token |
 | `code_maps` | code maps of unfinished or official sequences (previews, decoding) |
 | `loop` | `generate_tokens`, a loop over a generator; `open_generator` picks the sampler |
+| `batcher` | `ContinuousBatcher`: a queue of image requests keeping every row busy; static batches |
 """
 
 from dq_edge.generation.backend import Backend
+from dq_edge.generation.batcher import ContinuousBatcher, ImageRequest, image_requests
 from dq_edge.generation.code_maps import final_code_maps, known_code_maps
 from dq_edge.generation.generator import Generator
 from dq_edge.generation.loop import generate_tokens, open_generator
@@ -27,6 +29,6 @@ from dq_edge.generation.requests import check_classes, plan_batch
 from dq_edge.sequences import TokenBatch
 
 __all__ = [
-    "Backend", "Generator", "OfficialGenerator", "SAMPLERS", "SamplingParams", "TokenBatch",
+    "Backend", "ContinuousBatcher", "Generator", "ImageRequest", "image_requests", "OfficialGenerator", "SAMPLERS", "SamplingParams", "TokenBatch",
     "check_classes", "final_code_maps", "generate_tokens", "known_code_maps", "open_generator", "plan_batch",
 ]

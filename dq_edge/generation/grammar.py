@@ -46,12 +46,21 @@ class PositionMasks:
         self.fine_todo = np.zeros((batch, self.nf), dtype=bool)  # cells the fine stream still owes
         self.todo_count = np.zeros(batch, dtype=np.int64)
         self._allowed = np.zeros((batch, position_vocab), dtype=bool)
-        self._allowed[:, : self.nc] = True
-        self._allowed[:, self.coarse_eos] = True
+        self.restart(slice(None))
         r = region_ratio(layout)
         # fine cell -> its coarse region (raster indices), to expand a grain map onto the fine grid
         rows, cols = np.divmod(np.arange(self.nf), layout.fine_hw[1])
         self.region_of_cell = (rows // r) * layout.coarse_hw[1] + cols // r
+
+    def restart(self, row: int | slice) -> None:
+        """Row(s) `row` start a new sample: the state of a fresh batch (continuous batching)."""
+        self.phase[row] = COARSE
+        self.coarse_used[row] = False
+        self.fine_todo[row] = False
+        self.todo_count[row] = 0
+        self._allowed[row] = False
+        self._allowed[row, : self.nc] = True
+        self._allowed[row, self.coarse_eos] = True
 
     @property
     def done(self) -> np.ndarray:

@@ -50,6 +50,13 @@ class OfficialGenerator(Generator):
         self._pad_only = np.zeros(Vc, dtype=bool)
         self._pad_only[layout.content_pad] = True
 
+    def _start(self) -> None:
+        super()._start()
+        self._t = 0  # one index for the whole batch: the official sampler pads streams in lockstep
+
+    def admit(self, row: int, cls: int | None = None, seed: int | None = None) -> None:
+        raise InputError("the official sampler runs whole batches", "use the dq-edge sampler for continuous batching")
+
     def append_prefix(self, prefix: TokenBatch) -> None:
         raise InputError("the official sampler cannot continue a prefix", "use the dq-edge sampler for completion")
 

@@ -1,8 +1,10 @@
 """Sampling from small logits in numpy: temperature, top-k, top-p, greedy, seeded draws.
 
 All functions work on a batch of rows at once. Draws use one numpy Generator(PCG64(seed)) per
-generation and consume exactly one uniform number per row per draw (also for greedy or forced
-rows), so the same seed gives the same tokens whatever the backend.
+generation, or one per image (`ImageStreams`: image i of a run draws from its own seed, so its
+tokens do not depend on the row or batch it ran in), and consume exactly one uniform number per
+row per draw (also for greedy or forced rows), so the same seed gives the same tokens whatever
+the backend.
 
 `TokenSampler` is what the generator uses: the same math as `filtered_probs` + `draw` on
 buffers allocated once per generation (a step allocates only [B] / [B, 1] temporaries).
@@ -18,11 +20,27 @@ import numpy as np
 from dq_edge.errors import DQEdgeError
 from dq_edge.generation.params import SamplingParams
 
-__all__ = ["SamplingParams", "TokenSampler", "draw", "filtered_probs", "make_rng", "sample_ids"]
+__all__ = ["ImageStreams", "SamplingParams", "TokenSampler", "draw", "filtered_probs", "make_rng", "sample_ids"]
 
 
 def make_rng(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(seed))
+
+
+class ImageStreams:
+    """One random stream per sample row, each seeded with its own image's seed: `random(n)`
+    returns row i's next uniform for i < n, the same numbers a batch of one with that seed
+    draws. Stands in for a numpy Generator wherever the samplers draw."""
+
+    def __init__(self, seeds):
+        self._streams = [make_rng(int(s)) for s in seeds]
+
+    def reseed(self, row: int, seed: int) -> None:
+        """Row `row` starts a new image: a fresh stream from that image's seed."""
+        self._streams[row] = make_rng(int(seed))
+
+    def random(self, n: int) -> np.ndarray:
+        return np.array([self._streams[i].random() for i in range(n)])
 
 
 def _overflow_limit(x: np.ndarray, logits: np.ndarray, allowed: np.ndarray, temperature: float, rows: np.ndarray) -> None:

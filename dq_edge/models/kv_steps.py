@@ -3,9 +3,10 @@
 same input order and output order, so they export directly with torch.onnx.export.
 
 Rules (docs/design.md §4): caches are static [B,H,L,D] inputs and are never written or sliced by
-`step`; `step` ([1] int64) appears only in a comparison (`row < step`) and as a Gather index
-into the absolute position table; masks are finite; no If/Loop/ScatterND; no zero-size tensors.
-The caller stores the returned K/V rows [B,H,1,D] at row `step` of its caches.
+`step`; `step` ([B] int64, one index per sample: rows of a batch may be at different steps)
+appears only in a comparison (`row < step[b]`) and as a Gather index into the absolute position
+table; masks are finite; no If/Loop/ScatterND; no zero-size tensors. The caller stores sample
+b's returned K/V row [H,1,D] at row `step[b]` of its caches (graph_io.store_rows).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dq_edge.models.transformer import StackedTransformer
 def _run_steps(blocks: nn.ModuleList, x: torch.Tensor, step: torch.Tensor, past_kv: tuple[torch.Tensor, ...]):
     """x [B,1,C] through `blocks` against caches; returns (x [B,1,C], [k0, v0, k1, v1, ...])."""
     L = past_kv[0].shape[2]
-    valid = torch.arange(L, device=x.device) < step  # [L]: rows written by earlier steps
+    # [B, 1, 1, L]: per sample, the rows written by its earlier steps (broadcast over heads)
+    valid = (torch.arange(L, device=x.device)[None, :] < step[:, None])[:, None, None, :]
     presents: list[torch.Tensor] = []
     for i, block in enumerate(blocks):
         x, k, v = block.step(x, past_kv[2 * i], past_kv[2 * i + 1], valid)
@@ -29,7 +31,7 @@ def _run_steps(blocks: nn.ModuleList, x: torch.Tensor, step: torch.Tensor, past_
 
 
 class PositionStep(nn.Module):
-    """(content[B], position[B], segment[B], step[1], past_key.0, past_value.0, ...) ->
+    """(content[B], position[B], segment[B], step[B], past_key.0, past_value.0, ...) ->
     (position_logits[B,Vp] fp32, hidden[B,C], present_key.0, present_value.0, ...)."""
 
     def __init__(self, tr: StackedTransformer):
@@ -38,14 +40,14 @@ class PositionStep(nn.Module):
 
     def forward(self, content, position, segment, step, *past_kv):
         tr = self.tr
-        x = tr.token_embedding(content.unsqueeze(1), position.unsqueeze(1), segment.unsqueeze(1), step)  # [B, 1, C]
+        x = tr.token_embedding(content.unsqueeze(1), position.unsqueeze(1), segment.unsqueeze(1), step.unsqueeze(1))  # [B, 1, C]
         x, presents = _run_steps(tr.position_transformer, x, step, past_kv)
         hidden = x[:, 0]  # [B, C]
         return (tr.position_head(hidden).float(), hidden, *presents)
 
 
 class ContentStep(nn.Module):
-    """(hidden[B,C], next_position[B], next_segment[B], step[1], past_key.0, ...) ->
+    """(hidden[B,C], next_position[B], next_segment[B], step[B], past_key.0, ...) ->
     (content_logits[B,Vc] fp32, present_key.0, present_value.0, ...)."""
 
     def __init__(self, tr: StackedTransformer):

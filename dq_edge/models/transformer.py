@@ -139,9 +139,10 @@ class StackedTransformer(nn.Module):
         return torch.where((segment == SEGMENT_COARSE).unsqueeze(-1), coarse, fine)
 
     def token_embedding(self, content, position, segment, rows: torch.Tensor) -> torch.Tensor:
-        """Position-stack input for tokens at absolute indices `rows` (broadcast over batch)."""
+        """Position-stack input for tokens at absolute indices `rows`: [T] (broadcast over the
+        batch) or [B, T] (per sample: KV steps of rows at different steps)."""
         x = self.content_emb(content) + self.grid_position_embedding(position, segment)
-        return self.drop(x + self.pos_emb[0].index_select(0, rows) + self.seg_emb(segment))
+        return self.drop(x + F.embedding(rows, self.pos_emb[0]) + self.seg_emb(segment))
 
     # -- stacks over whole sequences ---------------------------------------------------------
     def position_stack(self, content, position, segment) -> tuple[torch.Tensor, KV]:

@@ -3,7 +3,11 @@
 The step graphs' buffers (KV caches [max_batch, heads, L, head_dim] per layer per stack, step
 inputs, `hidden`, logits) are allocated in __init__ by `dq_edge.runtime.ort_buffers` and bound
 once per `begin(batch)`; a step writes the token ids, runs, and stores the new K/V rows at row
-`step` (the KV protocol of `dq_edge.graph_io`). Nothing is allocated inside a step.
+`step` (the KV protocol of `dq_edge.graph_io`). Caches come in length buckets (64, 128, ...,
+L rows; one contiguous buffer each, about twice one full cache in all): a step binds the
+smallest bucket holding every row's prefix, so its attention reads R rows, not L; crossing a
+bucket copies the kept rows once and rebinds. Nothing is allocated inside a step (a bucket
+switch creates the new bindings' small OrtValue handles).
 
 - CPU provider: host numpy buffers bound as OrtValue views; the CPU EP reads them live.
 - CUDA / TensorRT providers: device memory of the device layer (`dq_edge.device`, cuda-python
@@ -26,7 +30,7 @@ import numpy as np
 from dq_edge.artifact.graph_check import check_graph_outputs
 from dq_edge.device import open_device
 from dq_edge.errors import ArtifactMismatchError, BackendUnavailableError, InputError
-from dq_edge.graph_io import PREFILL_GRAPH, STEP_GRAPH_OF, GraphDims, GraphSpec, graph_specs
+from dq_edge.graph_io import PREFILL_GRAPH, STEP_GRAPH_OF, GraphDims, GraphSpec, cache_buckets, check_steps, graph_specs
 from dq_edge.ort_import import import_onnxruntime
 from dq_edge.runtime.ort_buffers import DeviceBuffers, HostBuffers
 from dq_edge.runtime.timing import StageStats, StageTimes
@@ -89,7 +93,10 @@ class OrtBackend:
         threads: int | None = None,
         cache_dir: str | Path | None = None,
         device_id: int = 0,
+        smallest_bucket: int | None = 64,
     ):
+        """`smallest_bucket`: cache rows of the smallest length bucket (graph_io.cache_buckets);
+        None binds full-length caches only (every step then reads all L rows)."""
         if provider not in PROVIDERS:
             raise InputError(f"unknown ONNX Runtime provider {provider!r}", f"use one of {', '.join(PROVIDERS)}")
         if not provider_available(provider):
@@ -119,10 +126,11 @@ class OrtBackend:
         self._batch = 0
         for graph in STEP_GRAPHS:  # step graphs are needed by every run: load them now
             self._session(graph)
+        buckets = (dims.max_length,) if not smallest_bucket else cache_buckets(dims.max_length, smallest_bucket)
         # after the sessions: ORT has created the CUDA context the device layer then shares
         self._buffers: HostBuffers | DeviceBuffers = (
-            HostBuffers(ort, self.specs, dims, max_batch) if provider == "cpu"
-            else DeviceBuffers(open_device(device_id), device_id, self.specs, dims, max_batch, precision)
+            HostBuffers(ort, self.specs, dims, max_batch, buckets) if provider == "cpu"
+            else DeviceBuffers(open_device(device_id), device_id, self.specs, dims, max_batch, precision, buckets)
         )
 
     # ------------------------------------------------------------------ sessions and binding
@@ -167,22 +175,22 @@ class OrtBackend:
         self._batch = batch
         self._bindings = self._buffers.bind(self._session, batch)
 
-    def _run_step(self, graph: str, stage: str, feeds: dict[str, np.ndarray], step: int) -> np.ndarray:
+    def _run_step(self, graph: str, stage: str, feeds: dict[str, np.ndarray], step) -> np.ndarray:
         if self._batch == 0:
             raise RuntimeError("call begin(batch) before stepping")
-        if not 0 <= step < self.dims.max_length:
-            raise InputError(f"step {step} is outside the KV cache (0..{self.dims.max_length - 1})")
+        steps = check_steps(step, self._batch, self.dims.max_length)
+        self._buffers.ensure_rows(int(steps.max()) + 1)  # the bucket holding every row's prefix and new row
         start = time.perf_counter()
-        logits = self._buffers.step(self._sessions[graph], self._bindings[graph], graph, feeds, step)
+        logits = self._buffers.step(self._sessions[graph], self._bindings[graph], graph, feeds, steps)
         self._times.add(stage, time.perf_counter() - start)
         return logits
 
     # ------------------------------------------------------------------ Backend protocol
-    def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step: int) -> np.ndarray:
+    def position_step(self, content: np.ndarray, position: np.ndarray, segment: np.ndarray, step) -> np.ndarray:
         feeds = {"content": content, "position": position, "segment": segment}
         return self._run_step(STEP_GRAPH_OF["position"], "position_step", feeds, step)
 
-    def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step: int) -> np.ndarray:
+    def content_step(self, next_position: np.ndarray, next_segment: np.ndarray, step) -> np.ndarray:
         feeds = {"next_position": next_position, "next_segment": next_segment}
         return self._run_step(STEP_GRAPH_OF["content"], "content_step", feeds, step)
 

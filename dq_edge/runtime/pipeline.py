@@ -7,14 +7,17 @@ drive the same `generate_tokens` loop directly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from dq_edge.errors import InputError
-from dq_edge.generation import SamplingParams, check_classes, final_code_maps, generate_tokens, plan_batch
+from dq_edge.generation import SamplingParams, check_classes, final_code_maps, plan_batch
 from dq_edge.generation.backend import Backend
+from dq_edge.generation.batcher import (
+    BATCHING, ContinuousBatcher, continuous_supported, image_requests, static_batches, static_generate,
+)
 from dq_edge.sequences import TokenBatch, encode_tokens, pad_sequences
 from dq_edge.tokens import TokenLayout
 
@@ -27,6 +30,7 @@ class RunRequest:
     params: SamplingParams
     complete_image: np.ndarray | None = None  # float32 [1, 3, H, W] in [-1, 1]
     keep_ratio: float = 0.5
+    batching: str = "continuous"  # "continuous" | "static" (dq_edge.generation.batcher)
 
 
 @dataclass
@@ -37,6 +41,7 @@ class RunResult:
     codes: np.ndarray  # int64 [N, Hf, Wf]
     wall_seconds: float
     prefix_length: int | None = None  # tokens kept from the --complete image
+    batching: str = "static"  # how the run actually batched (continuous falls back to static)
 
     @property
     def code_counts(self) -> np.ndarray:
@@ -58,6 +63,8 @@ def check_request(backend: Backend, layout: TokenLayout, request: RunRequest) ->
     """Everything a run can check before the first token (the generator checks the same)."""
     if int(request.num) != request.num or request.num < 1:
         raise InputError(f"the number of images must be >= 1, got {request.num}")
+    if request.batching not in BATCHING:
+        raise InputError(f"unknown batching {request.batching!r}", f"choose one of {', '.join(BATCHING)}")
     first = None if request.classes is None else list(request.classes[: request.batch])
     plan_batch(layout, min(request.batch, request.num), first, request.params, backend.max_batch)
     if request.complete_image is not None:
@@ -88,37 +95,48 @@ def generate_images(
     on_tokens: Callable[[int], None] | None = None,
     on_images: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Generate `request.num` images in chunks of `request.batch`; chunk i uses seed + i."""
+    """Generate `request.num` images on `request.batch` rows; image i draws from seed + i.
+
+    Continuous batching (the default) refills a row as soon as its image ends; completion and
+    the official sampler run static batches (dq_edge.generation.batcher). The dq-edge sampler
+    gives the same tokens either way."""
     check_request(backend, layout, request)
     start = time.perf_counter()
-    token_parts: list[TokenBatch] = []
-    grains, codes, images = [], [], []
-    prefix_len = None
+    params = request.params
+    requests = image_requests(request.num, request.classes, params)
     encoded = None
     if request.complete_image is not None:
         encoded = backend.encode(request.complete_image)  # grain [1, Hc, Wc], codes [1, Hf, Wf]
-    for i, lo in enumerate(range(0, request.num, request.batch)):
-        b = min(request.batch, request.num - lo)
-        classes = None if request.classes is None else list(request.classes[lo : lo + b])
-        prefix = None
-        if encoded is not None:
-            prefix = completion_prefix(layout, encoded[0][0], encoded[1][0], request.keep_ratio, classes or [None] * b)
-            prefix_len = int(prefix.lengths[0])
-        params = replace(request.params, seed=request.params.seed + i)
-        tokens = generate_tokens(backend, layout, b, classes=classes, params=params, prefix=prefix, progress=on_tokens)
-        grain, code = final_code_maps(layout, tokens, params.sampler)
+    prefix_len = None
+    continuous = request.batching == "continuous" and continuous_supported(params, completing=encoded is not None)
+    if continuous:
+        tokens = ContinuousBatcher(backend, requests, request.batch, params, layout).run(progress=on_tokens)
+    else:
+        parts = []
+        for chunk in static_batches(requests, request.batch):
+            prefix = None
+            if encoded is not None:
+                classes = [r.cls for r in chunk]
+                prefix = completion_prefix(layout, encoded[0][0], encoded[1][0], request.keep_ratio, classes)
+                prefix_len = int(prefix.lengths[0])
+            part = static_generate(backend, chunk, params, layout, prefix, on_tokens)
+            parts += [part.sample(j) for j in range(part.batch)]
+        tokens = pad_sequences(layout, parts)
+    grains, codes, images = [], [], []
+    for lo in range(0, request.num, request.batch):  # decode in chunks of the batch
+        part = pad_sequences(layout, [tokens.sample(j) for j in range(lo, min(lo + request.batch, request.num))])
+        grain, code = final_code_maps(layout, part, params.sampler)
         images.append(backend.decode(code))
-        token_parts.append(tokens)
         grains.append(grain)
         codes.append(code)
         if on_images is not None:
-            on_images(b)
-    merged = pad_sequences(layout, [t.sample(j) for t in token_parts for j in range(t.batch)])
+            on_images(part.batch)
     return RunResult(
         images=np.concatenate(images),
-        tokens=merged,
+        tokens=tokens,
         grains=np.concatenate(grains),
         codes=np.concatenate(codes),
         wall_seconds=time.perf_counter() - start,
         prefix_length=prefix_len,
+        batching="continuous" if continuous else "static",
     )

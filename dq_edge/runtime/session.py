@@ -62,7 +62,7 @@ def _choose_precision(available: list[str], requested: str | None, folder: Path)
     return requested
 
 
-def _open_ort(info: ExportInfo, backend: str, threads: int | None, max_batch: int | None) -> Backend:
+def _open_ort(info: ExportInfo, backend: str, threads: int | None, max_batch: int | None, cache_buckets: bool = True) -> Backend:
     from dq_edge.runtime.ort_backend import OrtBackend
 
     if info.layout is None:
@@ -76,6 +76,7 @@ def _open_ort(info: ExportInfo, backend: str, threads: int | None, max_batch: in
         provider=backend.removeprefix("ort-"),
         threads=threads,
         cache_dir=_trt_ep_cache(info),
+        smallest_bucket=64 if cache_buckets else None,
     )
 
 
@@ -108,9 +109,12 @@ def open_runtime(
     threads: int | None = None,
     max_batch: int | None = None,
     cuda_graph: bool = False,
+    cache_buckets: bool = True,
 ) -> Runtime:
     """`folder` is an export or engine folder, or its manifest already read (then it is not read
-    again). `cuda_graph` captures each step graph in a CUDA graph (native TensorRT backend only)."""
+    again). `cuda_graph` captures each step graph in a CUDA graph (native TensorRT backend only).
+    `cache_buckets`: ONNX Runtime binds length-bucketed caches (a step costs O(prefix)); False
+    binds full-length caches, whose float results do not depend on the other rows' lengths."""
     given_doc = folder if isinstance(folder, ArtifactDoc) else None
     folder = given_doc.folder if given_doc is not None else Path(folder)
     if backend not in BACKENDS:
@@ -142,7 +146,7 @@ def open_runtime(
             if backend == "trt" or not Path(export_folder).is_dir():
                 raise
             skipped.append(f"trt: {exc.message}" + (" (--cuda-graph ignored)" if cuda_graph else ""))
-            opened = open_runtime(export_folder, "auto", engine_precision, threads, max_batch)
+            opened = open_runtime(export_folder, "auto", engine_precision, threads, max_batch, cache_buckets=cache_buckets)
             opened.skipped = skipped + opened.skipped
             opened.reason = f"{opened.reason}; engine folder {folder} fell back to its export {export_folder}"
             return opened
@@ -161,7 +165,7 @@ def open_runtime(
     if backend != "auto" and backend not in runs_on:
         raise UsageError(f"{precision} graphs do not run on {backend}", f"use a backend of {', '.join(runs_on)}, or another precision")
     if backend != "auto":
-        opened = _open_ort(info, backend, threads, max_batch)
+        opened = _open_ort(info, backend, threads, max_batch, cache_buckets)
         return Runtime(opened, kind, folder, precision, opened.layout, f"requested --backend {backend}")
 
     skipped.append(
@@ -173,7 +177,7 @@ def open_runtime(
             skipped.append(f"{candidate}: does not run {precision} graphs")
             continue
         try:
-            opened = _open_ort(info, candidate, threads, max_batch)
+            opened = _open_ort(info, candidate, threads, max_batch, cache_buckets)
         except BackendUnavailableError as exc:
             skipped.append(f"{candidate}: {exc.message}")
             continue
