@@ -16,8 +16,7 @@ from runtime_fixtures import class_export
 
 from dq_edge.cli.main import main
 from dq_edge.errors import InputError
-from dq_edge.runtime.sampling import make_rng
-from dq_edge.serve.engine import RowRngs, ServeEngine, describe
+from dq_edge.serve.engine import ServeEngine, describe
 from dq_edge.serve.server import platform_unsupported_reason
 
 
@@ -33,14 +32,6 @@ def request(classes, seeds, **optional) -> dict[str, np.ndarray]:
         dtype = np.int64 if name == "TOP_K" else np.float32
         inputs[name] = np.full((rows, 1), value, dtype=dtype)
     return inputs
-
-
-def test_row_rngs_give_each_row_the_stream_of_a_batch_of_one():
-    rows = RowRngs([3, 5])
-    draws = np.array([rows.random(2) for _ in range(4)])  # [steps, rows]
-    for column, seed in enumerate((3, 5)):
-        alone = make_rng(seed)
-        assert np.array_equal(draws[:, column], [alone.random(1)[0] for _ in range(4)])
 
 
 def test_rows_of_a_batch_match_batches_of_one(engine):

@@ -4,65 +4,30 @@ Everything the Triton model (dq_edge/serve/python_backend.py) needs from dq_edge
 through this module, so that it can be re-pointed at the step-wise Generator of the generation
 core (and its continuous batcher) without touching the server.
 
-How requests are batched today: Triton's dynamic batcher hands one `execute` call a list of
+How requests are batched: Triton's dynamic batcher hands one `execute` call a list of
 requests; their rows are grouped by sampling parameters (rows with the same temperature / top-k /
-top-p / guidance run together) and each group runs as ONE batched generation of up to the
-export's max batch rows (half of it with guidance). A batch runs until its longest sequence is
-done; rows that finish early wait (no continuous batching yet).
+top-p / guidance run together) and each group goes through the continuous batcher
+(dq_edge.generation.ContinuousBatcher) with up to the export's max batch rows (half of it with
+guidance): a row whose image is done takes the group's next image at once.
 
-Seeds are per row: the image of (class c, seed s) is the same whether it ran alone or inside a
-batch, because every row draws from its own PCG64(s) stream, exactly as a batch of one with
-seed s does. The runtime loop draws one uniform per row per sampling step from one generator
-per generation (`make_rng(seed)`); `RowRngs` is that generator for a batch with one stream per
-row, swapped in for the duration of a generation (see `_per_row_seeds`).
+Seeds are per image: the image of (class c, seed s) is the same whether it ran alone or inside a
+batch, because every image draws from its own random stream seeded with s, exactly as a batch of
+one with seed s does.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dq_edge.errors import DQEdgeError, InputError
-from dq_edge.runtime.sampling import SamplingParams, make_rng
+from dq_edge.errors import InputError
+from dq_edge.generation import SamplingParams
 from dq_edge.serve.protocol import OPTIONAL_INPUTS
 
 INT64_MAX = np.iinfo(np.int64).max
-
-
-class RowRngs:
-    """A stand-in for the loop's numpy Generator with one PCG64(seed) stream per row:
-    `random(n)` returns one uniform of each row's own stream (the loop asks for one per row)."""
-
-    def __init__(self, seeds: list[int]):
-        self._streams = [make_rng(seed) for seed in seeds]
-
-    def random(self, size: int) -> np.ndarray:
-        if size != len(self._streams):
-            raise DQEdgeError(f"asked for {size} draws from {len(self._streams)} row streams", "report this as a bug")
-        return np.array([stream.random() for stream in self._streams], dtype=np.float64)
-
-
-_GENERATION_LOCK = threading.Lock()  # the swap below is process-wide: one generation at a time
-
-
-@contextmanager
-def _per_row_seeds(seeds: list[int]) -> Iterator[None]:
-    """Until the generation core takes per-row seeds, the loop's `make_rng` is pointed at
-    `RowRngs(seeds)` for one generation (hook requested from the runtime's owners)."""
-    from dq_edge.runtime import loop
-
-    with _GENERATION_LOCK:
-        original = loop.make_rng
-        loop.make_rng = lambda _seed: RowRngs(seeds)
-        try:
-            yield
-        finally:
-            loop.make_rng = original
 
 
 @dataclass(frozen=True)
@@ -131,12 +96,14 @@ class ServeEngine:
     def open(cls, folder: str | Path, backend: str = "auto", precision: str | None = None, threads: int | None = None):
         from dq_edge.runtime.session import open_runtime
 
-        return cls(open_runtime(folder, backend, precision, threads=threads))
+        # full-length caches: an image's floats, hence its tokens, do not depend on which other
+        # requests share its batch (bucketed caches may flip a near-tie draw; docs/runtime.md)
+        return cls(open_runtime(folder, backend, precision, threads=threads, cache_buckets=False))
 
     # ------------------------------------------------------------------ requests
     def parse(self, inputs: Mapping[str, np.ndarray]) -> list[ImageRow]:
         """Validated image rows of one request (raises InputError with a one-line reason)."""
-        from dq_edge.runtime.loop import check_classes
+        from dq_edge.generation.requests import check_classes
 
         if "SEED" not in inputs:
             raise InputError("input SEED is missing", "send SEED as INT64 [n, 1]")
@@ -148,7 +115,7 @@ class ServeEngine:
         classes = _column(inputs, "CLASS_ID", rows)
         if self.layout.n_classes and classes is None:
             raise InputError(f"input CLASS_ID is missing (the model has {self.layout.n_classes} classes)", "send CLASS_ID as INT64 [n, 1]")
-        checked = check_classes(self.layout, rows, classes)
+        checked = check_classes(self.layout, classes, rows)
         optional = {name: _column(inputs, name, rows) for name in OPTIONAL_INPUTS}
         out = []
         for i in range(rows):
@@ -190,20 +157,17 @@ class ServeEngine:
             groups.setdefault(row.params, []).append(i)
         for params, members in groups.items():
             capacity = max(1, self.backend.max_batch // (2 if params.cfg_scale is not None else 1))
-            for lo in range(0, len(members), capacity):
-                chunk = members[lo : lo + capacity]
-                for i, result in zip(chunk, self._generate_chunk([rows[i] for i in chunk], params)):
-                    out[i] = result
+            for i, result in zip(members, self._generate_group([rows[i] for i in members], params, capacity)):
+                out[i] = result
         return out  # type: ignore[return-value]
 
-    def _generate_chunk(self, rows: list[ImageRow], params: SamplingParams) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _generate_group(self, rows: list[ImageRow], params: SamplingParams, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        from dq_edge.generation.batcher import ContinuousBatcher, ImageRequest
         from dq_edge.runtime.images import to_uint8
-        from dq_edge.runtime.loop import generate_tokens
         from dq_edge.sequences import decode_batch
 
-        classes = None if rows[0].class_id is None else [row.class_id for row in rows]
-        with _per_row_seeds([row.seed for row in rows]):
-            tokens = generate_tokens(self.backend, self.layout, len(rows), classes=classes, params=params)
+        requests = [ImageRequest(j, row.class_id, row.seed) for j, row in enumerate(rows)]
+        tokens = ContinuousBatcher(self.backend, requests, batch, params, self.layout).run()  # image j at row j
         _, codes = decode_batch(self.layout, tokens)
         images = to_uint8(self.backend.decode(codes))  # [b, H, W, 3]
         return [(images[j], np.stack(tokens.sample(j))) for j in range(len(rows))]  # tokens [3, T_j]
