@@ -73,7 +73,7 @@ BAD = {
                   "not a .dqt file", 1),
     "truncated-dqt": (lambda t, e: ["decode", "{export}", _truncate(_copy_dqt(e, t)), "--out", t / "o"], "a.dqt:", 1),
     "wrong-model": (lambda t, e: ["decode", "{other}", _copy_dqt(e, t), "--out", t / "o"], "not with this model", 1),
-    "out-holds-input": (lambda t, e: ["decode", "{export}", _copy_dqt(e, t), "--out", t / "in", "--overwrite"], "is inside an input", 2),
+    "out-holds-input": (lambda t, e: ["decode", "{export}", _copy_dqt(e, t), "--out", t / "in", "--overwrite"], "contains the input", 2),
     "missing-model": (lambda t, e: ["decode", t / "no-model", _copy_dqt(e, t), "--out", t / "o"], "does not exist", 1),
 }
 

@@ -131,7 +131,7 @@ def test_rows_of_a_batch_match_single_requests(server):
         ({"SEED": -1}, r"SEED must be >= 0"),
         ({"CLASS_ID": "FP32"}, r"data-type is 'FP32'"),
         ({"SEED": None}, r"missing required input"),
-        ({"TEMPERATURE": -1.0}, r"temperature must be > 0"),
+        ({"TEMPERATURE": -1.0}, r"temperature must be a finite number > 0"),
     ],
 )
 def test_bad_request_gets_400_and_the_next_one_succeeds(server, change, reason):

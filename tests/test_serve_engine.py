@@ -54,7 +54,7 @@ def test_rows_of_a_batch_match_batches_of_one(engine):
         ({"CLASS_ID": np.zeros((2, 1), np.int64), "SEED": np.zeros((1, 1), np.int64)}, r"CLASS_ID has shape \[2, 1\]"),
         (request([1], [1], TOP_P=1.5), r"top-p must be in \(0, 1\]"),
         (request([1], [1], TOP_K=0), r"top-k must be an integer >= 1"),
-        (request([1], [1], CFG_SCALE=float("nan")), r"cfg-scale must be > 0"),
+        (request([1], [1], CFG_SCALE=float("nan")), r"cfg-scale must be a finite number > 0"),
     ],
 )
 def test_a_bad_request_is_rejected_alone(engine, bad, pattern):
@@ -88,7 +88,7 @@ def test_export_triton_writes_a_repository(tmp_path, capsys):
     assert 'name: "CFG_SCALE"' in config and f"dims: [ {size}, {size}, 3 ]" in config
     assert (repo / "dq_edge" / "1" / "engine" / "manifest.json").is_file()
     assert "TritonPythonModel" in (repo / "dq_edge" / "1" / "model.py").read_text()
-    assert main(["export-triton", "--engine", str(class_export()), "--out", str(repo)]) == 1  # not empty: kept
+    assert main(["export-triton", "--engine", str(class_export()), "--out", str(repo)]) == 2  # exists: kept (a usage error)
     assert main(["export-triton", "--engine", str(class_export()), "--out", str(tmp_path / "r2"), "--max-batch", "9"]) == 2
     assert "outside 1..4" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()

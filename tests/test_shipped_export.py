@@ -19,7 +19,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from dq_edge import FORMAT_VERSION
+from dq_edge import EXPORT_FORMAT_VERSION
 from dq_edge.artifact.export import load_export, read_manifest
 from dq_edge.errors import ArtifactMismatchError
 from dq_edge.runtime import default_model
@@ -67,7 +67,7 @@ def require_current() -> None:
 def test_the_shipped_export_is_current():
     require_current()
     manifest = read_manifest(SHIPPED_EXPORT)
-    assert manifest["format_version"] == FORMAT_VERSION, STALE
+    assert manifest["format_version"] == EXPORT_FORMAT_VERSION, STALE
     assert manifest["max_batch"] == DEFAULT_MAX_BATCH and list(manifest["precisions"]) == ["fp32"], STALE
     assert manifest["source"]["model_path"] == "dq_edge/assets/model"  # no build machine's path
     try:

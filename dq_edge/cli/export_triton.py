@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from dq_edge.cli.output_claim import Overwrite, check_cli_output
 from dq_edge.cli.serve import BackendOpt, InstancesOpt, MaxBatchOpt, PrecisionOpt, QueueDelayOpt, ThreadsOpt, resolve_engine
 
 
@@ -20,15 +21,15 @@ def export_triton_command(
     queue_delay_us: int = QueueDelayOpt,
     threads: Optional[int] = ThreadsOpt,
     link: bool = typer.Option(False, "--link", help="Point at the engine folder by absolute path instead of copying it into the repository."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder (only once the new one is complete)."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Write REPO/dq_edge/{config.pbtxt, 1/model.py, 1/engine/} for `tritonserver --model-repository REPO`."""
-    from dq_edge.cli.generation_output import check_output_dir
     from dq_edge.serve.engine import describe
     from dq_edge.serve.repository import RepositoryOptions, write_repository
 
-    check_output_dir(out, overwrite)
+    check_cli_output(out, [engine] if engine is not None else [], overwrite)  # before any export on first use
     folder = resolve_engine(engine, precision)
+    check_cli_output(out, [folder], overwrite)
     info = describe(folder, precision)
     options = RepositoryOptions(backend, precision, max_batch, instances, queue_delay_us, threads, link)
     write_repository(out, folder, info, options, overwrite=overwrite)

@@ -17,13 +17,9 @@ ThreadsOpt = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads
 
 def resolve_engine(engine: Optional[Path], precision: Optional[str]) -> Path:
     """An export/engine folder; a model folder (or none: the shipped model) is exported into the cache."""
-    from dq_edge.runtime.default_model import ensure_default_export, ensure_export, is_model_folder
+    from dq_edge.cli.first_use_export import resolve_engine_folder
 
-    if engine is None:
-        return ensure_default_export(precision or "fp32")[0]
-    if is_model_folder(engine):
-        return ensure_export(engine, precision or "fp32")[0]
-    return engine
+    return resolve_engine_folder(engine, precision)[0]
 
 
 def serve_command(
