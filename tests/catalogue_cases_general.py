@@ -161,6 +161,18 @@ BAD_IMAGES = [  # (id suffix, file maker, expected words)
 ]
 OUT = "{tmp}/out"
 
+
+def _dqt_junk(tmp: Path) -> dict[str, str]:
+    """An export and a file named .dqt that is not one."""
+    (tmp / "junk.dqt").write_bytes(b"not a dqt file at all" * 4)
+    return {"export": _export(tmp), "junk": str(tmp / "junk.dqt")}
+
+
+def _export_and_image(tmp: Path) -> dict[str, str]:
+    path = image_files.rgb_png(tmp / "x.png", _image_size())
+    return {"export": _export(tmp), "image": str(path)}
+
+
 CASES: list[Case] = [
     # usage: click/typer's own errors end as our one line, exit 2
     Case("usage-unknown-command", "usage", ["no-such-command"], "No such command 'no-such-command'", 2),
@@ -247,4 +259,13 @@ CASES: list[Case] = [
     Case("bench-missing-engine", "missing-inputs", ["bench", "--engine", "{tmp}/nope"], "nope", 1),
     Case("run-missing-engine", "missing-inputs", ["run", "--engine", "{tmp}/nope", "--out", OUT], "nope", 1),
     Case("sample-missing-model", "missing-inputs", ["sample", "{tmp}/nomodel", "--out", OUT], "nomodel", 1),
+    # codec and serving
+    Case("encode-missing-image", "codec-serving", ["encode", "{export}", "{tmp}/nope.png", "--out", OUT], "nope.png", 1, export),
+    Case("encode-out-inside-export", "codec-serving", ["encode", "{export}", "{image}", "--out", "{export}/dqt"], "inside", 2, _export_and_image),
+    Case("encode-threads-zero", "codec-serving", ["encode", "{export}", "{image}", "--out", OUT, "--threads", "0"], "'--threads'", 2, _export_and_image),
+    Case("decode-not-a-dqt", "codec-serving", ["decode", "{export}", "{junk}", "--out", OUT], "not a .dqt file", 1, _dqt_junk),
+    Case("export-triton-out-is-engine", "codec-serving", ["export-triton", "--engine", "{export}", "--out", "{export}"], "input", 2, export),
+    Case("export-triton-max-batch-too-big", "codec-serving", ["export-triton", "--engine", "{export}", "--out", OUT, "--max-batch", "99"],
+         "outside 1..", 2, export),
+    Case("serve-missing-engine", "codec-serving", ["serve", "--engine", "{tmp}/nope"], "nope", 1),
 ]
