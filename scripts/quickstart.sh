@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Quickstart: set up, export the shipped model to ONNX (once, cached), generate a grid of images
+# Quickstart: set up, find the shipped model's ONNX export (shipped in the package; otherwise exported
+# once and cached), generate a grid of images
 # on the best available backend, and say where the images are and how long each stage took.
 #
 #   bash scripts/quickstart.sh                 # 16 images into outputs/quickstart/
@@ -18,7 +19,7 @@ bash scripts/setup.sh
 . .venv/bin/activate
 setup_s=$((SECONDS - phase_start))
 
-echo "== 2/3 export the shipped model to ONNX (skipped when already cached)"
+echo "== 2/3 the shipped model's ONNX export (shipped in the package, else exported once and cached)"
 phase_start=$SECONDS
 engine_args=()
 if [ -n "${DQ_EDGE_ENGINE:-}" ]; then
@@ -29,7 +30,7 @@ else
 from dq_edge.cli.first_use_export import ensure_default_export
 
 folder, exported = ensure_default_export("fp32")
-print(("exported to " if exported else "cached at ") + str(folder))
+print(("exported to " if exported else "using ") + str(folder))
 PY
 fi
 export_s=$((SECONDS - phase_start))
