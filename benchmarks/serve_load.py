@@ -8,8 +8,10 @@ Loopback only, bounded: each level runs for its duration (then waits for the req
 and stops early at --max-requests. Per level: requests/s, images/s, latency p50/p95/p99, failed
 and lost requests (sent minus answered), and the RSS of the server's whole process tree (dq-edge
 serve, tritonserver, the Python backend stubs) at the start and end of the level (and every 15 s).
-A warm-up of two full batches runs first, so that the RSS figures start from a server that has
-already allocated its buffers for the largest batch. `dq-edge run`
+A warm-up runs first at the largest client count (two requests per client), so that the RSS
+figures start from a server that has already allocated its buffers for the largest batch and its
+connection and queue pools for the largest concurrency (a first 32-client burst adds ~30 MB once:
+measured 2026-12-01, flat for the 300 s after). `dq-edge run`
 (same engine, --backend ort-cpu, --batch B) is measured before and after the load; the serving
 overhead is serve images/s over the mean run images/s. Writes
 benchmarks/results/serve/serve-load-<label>.{json,md}.
@@ -204,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     url = server.endpoints.http.removeprefix("http://")
     try:
         result["versions"] = versions(server.endpoints.http)
-        # warm-up: two full batches, so that ONNX Runtime's buffers for the largest batch exist
-        # before any level measures the server's RSS
-        result["warm_up"] = load_level(url, args.batch, 600.0, 2 * args.batch, info.n_classes, server.pid)
+        # warm-up at the largest concurrency: ONNX Runtime's buffers for the largest batch and
+        # Triton's pools for the most connections exist before any level measures the server's RSS
+        most = max(clients)
+        result["warm_up"] = load_level(url, most, 600.0, 2 * most, info.n_classes, server.pid)
         for count, duration in zip(clients, durations):
             level = load_level(url, count, duration, args.max_requests, info.n_classes, server.pid)
             result["levels"].append(level)

@@ -64,7 +64,7 @@ def test_run_without_torch(tmp_path, precision):
     assert summary["stages"]["position_step"]["calls"] > 0 and summary["stages"]["decoder"]["calls"] == 2
     assert 0.0 <= summary["mean_fine_ratio"] <= 1.0
     assert summary["sampling"]["seed"] == 4
-    assert summary["command"] == f"dq-edge run --out {out} --engine {export} --backend ort-cpu --precision {precision} --num 3 --batch 2 --seed 4 --threads 1 --quiet"
+    assert summary["command"] == f"dq-edge run --out {out} --engine {export} --backend ort-cpu --precision {precision} --num 3 --batch 2 --threads 1 --quiet --seed 4"  # sampling flags come last
 
     # the same tokens as the runtime in this process (which may have torch loaded)
     from dq_edge.runtime.pipeline import RunRequest, generate_images

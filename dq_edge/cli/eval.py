@@ -76,31 +76,22 @@ def register(app: typer.Typer) -> None:
                 out, _command("recon", model, data=data, split=split, num=num, no_fid=no_fid))
 
     @eval_app.command("gen")
+    @opt.with_sampling_flags
     def gen(
         source: Path = typer.Argument(..., help="Model folder with a transformer, or a folder of sample PNGs."),
         data: str = typer.Option(..., "--data", help="Real images: emoji64 | fmnist | image folder."),
         split: str = typer.Option("train", "--split"),
         num: int = typer.Option(100, "--num", help="Number of generated and of real images."),
-        seed: opt.Seed = 0,
-        temperature: opt.Temperature = 1.0,
-        top_k: opt.TopK = None,
-        top_p: opt.TopP = None,
-        top_k_pos: opt.TopKPos = None,
-        top_p_pos: opt.TopPPos = None,
-        cfg_scale: opt.CfgScale = None,
-        greedy: opt.Greedy = False,
-        fixed_fine_positions: opt.FixedFinePositions = False,
-        sampler: opt.Sampler = "dq-edge",
         threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is faster on a busy machine)."),
         out: Path = typer.Option(None, "--out", help="Write JSON here and markdown beside it (.md)."),
+        *,
+        sampling,
     ) -> None:
         """FID and KID of generated images against real ones (a model's samples cycle over all classes)."""
         from dq_edge.errors import UsageError
         from dq_edge.eval.run import eval_gen
 
-        params = opt.sampling_params(  # sampling flags apply to model sources
-            seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
-        )
+        params, seed = sampling, sampling.seed  # sampling flags apply to model sources
         defaults = opt.sampling_params()
         # only what differs from the defaults: recorded in the report and its command line
         sampling = {k: v for k, v in params.to_dict().items() if k != "seed" and v != getattr(defaults, k)}

@@ -45,16 +45,6 @@ def run_command(
     batching: str = typer.Option("continuous", "--batching", help="continuous: a finished image's row takes the next image at once; static: whole batches. Completion and the official sampler always run static batches."),
     cls: Optional[int] = typer.Option(None, "--class", help="Class id for every image (class-conditional models)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class ids, cycled over the images."),
-    seed: opt.Seed = 0,
-    temperature: opt.Temperature = 1.0,
-    top_k: opt.TopK = None,
-    top_p: opt.TopP = None,
-    top_k_pos: opt.TopKPos = None,
-    top_p_pos: opt.TopPPos = None,
-    cfg_scale: opt.CfgScale = None,
-    greedy: opt.Greedy = False,
-    fixed_fine_positions: opt.FixedFinePositions = False,
-    sampler: opt.Sampler = "dq-edge",
     complete: Optional[Path] = typer.Option(None, "--complete", help="Image to complete: keep its first tokens, generate the rest."),
     keep_ratio: float = typer.Option(0.5, "--keep-ratio", help="Share of the --complete image's tokens kept."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads (default: 1, see docs/runtime.md)."),
@@ -62,6 +52,8 @@ def run_command(
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture each step graph in a CUDA graph (native TensorRT backend only)."),
     overwrite: Overwrite = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
+    *,
+    sampling,
 ) -> None:
     """Generate images: one PNG each, a grid PNG, tokens.npz and summary.json."""
     from rich.console import Console
@@ -79,11 +71,9 @@ def run_command(
         raise UsageError("--keep-ratio only applies with --complete IMAGE")
     if cls is not None and class_list:
         raise UsageError("--class and --classes are exclusive", "pass one of them")
-    if complete is not None and sampler == "official":
+    params = sampling
+    if complete is not None and params.sampler == "official":
         raise UsageError("--complete needs the dq-edge sampler", "omit --sampler official")
-    params = opt.sampling_params(
-        seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
-    )
     if batching not in ("continuous", "static"):
         raise UsageError(f"--batching must be continuous or static, got {batching!r}")
     if num < 1 or (batch is not None and batch < 1):
@@ -116,7 +106,7 @@ def run_command(
             console.print(f"  warning: {warning}", style="yellow")
         if batch is None:  # guidance runs two backend rows per image; the official sampler one image
             # at a time (it pads each batch's coarse streams to the longest, which can overrun the cache)
-            batch = 1 if sampler == "official" else max(1, min(num, opened.backend.max_batch // (2 if cfg_scale else 1)))
+            batch = 1 if params.sampler == "official" else max(1, min(num, opened.backend.max_batch // (2 if params.cfg_scale else 1)))
         request = RunRequest(num, batch, per_image_classes, params, complete_image, keep_ratio, batching)
 
         result = generate_with_progress(console, opened.backend, layout, request)
@@ -157,4 +147,4 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run_command)
+    app.command("run")(opt.with_sampling_flags(run_command))

@@ -22,20 +22,12 @@ def sample_command(
     out: Path = typer.Option(..., "--out", help="Output folder (written atomically: complete or absent)."),
     num: int = typer.Option(16, "--num", help="Number of images."),
     cls: Optional[List[int]] = typer.Option(None, "--class", help="Class id (repeat for several; cycled over the images)."),
-    seed: opt.Seed = 0,
-    temperature: opt.Temperature = 1.0,
-    top_k: opt.TopK = None,
-    top_p: opt.TopP = None,
-    top_k_pos: opt.TopKPos = None,
-    top_p_pos: opt.TopPPos = None,
-    cfg_scale: opt.CfgScale = None,
-    greedy: opt.Greedy = False,
-    fixed_fine_positions: opt.FixedFinePositions = False,
-    sampler: opt.Sampler = "dq-edge",
     batch: int = typer.Option(8, "--batch", help="Images generated together."),
     overwrite: Overwrite = False,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    *,
+    sampling,
 ) -> None:
     """Generate images with the torch reference: one PNG each, grid.png, tokens.npz, sample.json."""
     import time
@@ -46,9 +38,7 @@ def sample_command(
     from dq_edge.generation.guidance import guided_rows
     from dq_edge.runtime.pipeline import RunRequest, resolve_classes
 
-    params = opt.sampling_params(  # bad flags fail before the model is loaded
-        seed, temperature, top_k, top_p, top_k_pos, top_p_pos, cfg_scale, greedy, fixed_fine_positions, sampler
-    )
+    params = sampling  # validated before the model is loaded
     if num < 1 or (batch is not None and batch < 1):
         raise UsageError(f"--num and --batch must be >= 1, got {num} and {batch}")
     declared, _ = read_declared_layout(model)
@@ -72,7 +62,7 @@ def sample_command(
         ):
             raise ConfigError(f"{model}: the transformer's token layout does not match its VAE", "retrain or re-import the transformer")
         classes = resolve_classes(layout, num, list(cls) if cls else None)
-        backend = TorchBackend(tr, vae, max_batch=guided_rows(max(1, batch), cfg_scale is not None))
+        backend = TorchBackend(tr, vae, max_batch=guided_rows(max(1, batch), params.cfg_scale is not None))
         request = RunRequest(num, batch, classes, params)
         start = time.perf_counter()
         result = generate_with_progress(console, backend, layout, request)
@@ -92,4 +82,4 @@ def sample_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sample")(sample_command)
+    app.command("sample")(opt.with_sampling_flags(sample_command))

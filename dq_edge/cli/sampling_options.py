@@ -4,6 +4,8 @@ library's one options object (`dq_edge.generation.SamplingParams`) in one place.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Optional
 
 import typer
@@ -11,7 +13,7 @@ from typing_extensions import Annotated
 
 from dq_edge.errors import DQEdgeError, UsageError
 
-Seed = Annotated[int, typer.Option("--seed", help="Seed; chunk i of --batch images uses seed + i.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed; image i draws from its own random stream seeded with seed + i.")]
 Temperature = Annotated[float, typer.Option("--temperature", help="Softmax temperature (content and positions).")]
 TopK = Annotated[Optional[int], typer.Option("--top-k", help="Top-k for content tokens.")]
 TopP = Annotated[Optional[float], typer.Option("--top-p", help="Top-p (nucleus) for content tokens, in (0, 1].")]
@@ -57,3 +59,40 @@ def sampling_params(
         flag = FLAG_OF.get(option)
         raise UsageError(f"{flag} {exc.message.split(' ', 1)[1]}" if flag else exc.message, exc.hint) from exc
     return params
+
+
+# (parameter name, flag type, default): the sampling flags every generation command takes
+SAMPLING_FLAGS = (
+    ("seed", Seed, 0),
+    ("temperature", Temperature, 1.0),
+    ("top_k", TopK, None),
+    ("top_p", TopP, None),
+    ("top_k_pos", TopKPos, None),
+    ("top_p_pos", TopPPos, None),
+    ("cfg_scale", CfgScale, None),
+    ("greedy", Greedy, False),
+    ("fixed_fine_positions", FixedFinePositions, False),
+    ("sampler", Sampler, "dq-edge"),
+)
+
+
+def with_sampling_flags(command):
+    """Give a typer command the sampling flags, declared here once, and hand them to it as one
+    validated `sampling: SamplingParams` keyword (a bad value is a usage error naming its flag).
+
+    typer reads a command's parameters from its signature: the wrapper's signature is the
+    command's own (without `sampling`) plus one keyword parameter per flag."""
+    own = inspect.signature(command, eval_str=True)
+    kept = [p for p in own.parameters.values() if p.name != "sampling"]
+    flags = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=flag)
+             for name, flag, default in SAMPLING_FLAGS]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        values = {name: kwargs.pop(name, default) for name, _, default in SAMPLING_FLAGS}
+        return command(*args, sampling=sampling_params(**values), **kwargs)
+
+    wrapper.__signature__ = own.replace(parameters=kept + flags)
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + flags}
+    del wrapper.__wrapped__  # typer must see the wrapper's signature, not the command's
+    return wrapper

@@ -12,7 +12,7 @@ PrecisionOpt = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (defau
 MaxBatchOpt = typer.Option(None, "--max-batch", help="Triton max_batch_size: rows one generation takes (default: the export's max batch).")
 InstancesOpt = typer.Option(1, "--instances", help="Model instances (one process each).")
 QueueDelayOpt = typer.Option(5000, "--queue-delay-us", help="How long the dynamic batcher waits to fill a batch (microseconds).")
-ThreadsOpt = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads per instance (default: all cores).")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads per instance (default: 1, see docs/runtime.md).")
 
 
 def resolve_engine(engine: Optional[Path], precision: Optional[str]) -> Path:
