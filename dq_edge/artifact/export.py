@@ -16,22 +16,15 @@ from dq_edge.artifact.kinds import EXPORT_KIND, EXPORT_RERUN_HINT, MANIFEST_NAME
 from dq_edge.artifact.reader import ArtifactDoc, contained_file, read_artifact
 from dq_edge.artifact.schemas import ExportManifestSchema
 from dq_edge.atomic import sha256_file
-from dq_edge.errors import ArtifactMismatchError, UsageError
-from dq_edge.graph_io import PRECISIONS, GraphDims, GraphSpec, graph_specs
+from dq_edge.errors import ArtifactMismatchError
+from dq_edge import precisions
+from dq_edge.graph_io import GraphDims, GraphSpec, graph_specs
 from dq_edge.tokens import TokenLayout
 
 
 def parse_precisions(text: str | list[str] | tuple[str, ...]) -> list[str]:
-    """'fp32,fp16' -> ['fp32', 'fp16'] in canonical order; unknown names are a usage error."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = [p.strip().lower() for p in items if p.strip()]
-    unknown = [p for p in names if p not in PRECISIONS]
-    if unknown or not names:
-        raise UsageError(
-            f"unknown precision {', '.join(unknown) or '(none given)'}",
-            f"choose from {', '.join(PRECISIONS)}, comma separated",
-        )
-    return [p for p in PRECISIONS if p in names]
+    """'fp32,fp16' -> ['fp32', 'fp16'] in the precision table's order; unknown names are a usage error."""
+    return precisions.parse_list(text)
 
 
 @dataclass(frozen=True)
